@@ -1,0 +1,25 @@
+"""dsnotebook: see inside PyTorch training, live, in the notebook cell that runs it.
+
+``%load_ext dsnotebook`` then ``%%deepseek_trace`` on a training cell, or
+``with ModelTracer(model, optimizer) as tracer: ...`` in code.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .run import Run
+from .tracer import ModelTracer
+
+__version__ = "0.1.0"
+__all__ = ["ModelTracer", "Run", "load_ipython_extension", "__version__"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext dsnotebook``: registers ``%%deepseek_trace``."""
+    from ._magics import TraceMagics
+
+    ipython.register_magics(TraceMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    pass

@@ -1,0 +1,143 @@
+"""``%%deepseek_trace``: parse options -> find model/optimizer -> tracer -> live view -> run cell.
+
+The cell body is executed like IPython's ``%%time`` does it (transform, compile, exec in
+the user namespace, display the value of a trailing expression), so an exception inside
+the cell propagates once, marks the cell as failed (Run All stops, nbval sees it) and
+still leaves the tracer detached and the view showing the state reached.
+"""
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import torch
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from torch import nn
+
+from .tracer import BACKENDS, ModelTracer
+
+
+def _user_objects(ns: dict[str, Any], kind: type) -> dict[str, Any]:
+    return {k: v for k, v in ns.items() if not k.startswith("_") and isinstance(v, kind)}
+
+
+def find_model(ns: dict[str, Any], name: str | None) -> tuple[str, nn.Module]:
+    """The one top-level nn.Module of the namespace, or the one named; UsageError otherwise."""
+    if name is not None:
+        if name not in ns:
+            raise UsageError(f"--model {name}: no variable named {name!r} in the namespace")
+        if not isinstance(ns[name], nn.Module):
+            raise UsageError(f"--model {name}: {name!r} is a {type(ns[name]).__qualname__}, not a torch.nn.Module")
+        return name, ns[name]
+    modules = _user_objects(ns, nn.Module)
+    # Submodules held in their own variables (e.g. `head = model.fc`) are not candidates.
+    inner = {id(sub) for m in modules.values() for sub in m.modules() if sub is not m}
+    tops: dict[int, tuple[str, nn.Module]] = {}
+    for k, m in modules.items():
+        if id(m) not in inner:
+            tops.setdefault(id(m), (k, m))
+    if not tops:
+        raise UsageError("%%deepseek_trace found no torch.nn.Module in the namespace: define the model in an "
+                         "earlier cell, or pass --model NAME")
+    if len(tops) > 1:
+        names = ", ".join(sorted(k for k, _ in tops.values()))
+        raise UsageError(f"%%deepseek_trace found several models: {names}. Pick one with --model NAME "
+                         f"(e.g. %%deepseek_trace --model {sorted(k for k, _ in tops.values())[0]})")
+    return next(iter(tops.values()))
+
+
+def find_optimizer(ns: dict[str, Any], name: str | None, model: nn.Module) -> tuple[str | None, Any]:
+    """The optimizer named, else None: every optimizer stepping the model's parameters is traced."""
+    if name is None:
+        return None, None
+    if name not in ns:
+        raise UsageError(f"--optimizer {name}: no variable named {name!r} in the namespace")
+    opt = ns[name]
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise UsageError(f"--optimizer {name}: {name!r} is a {type(opt).__qualname__}, not a torch.optim.Optimizer")
+    mine = {id(p) for p in model.parameters()}
+    if not any(id(p) in mine for g in opt.param_groups for p in g["params"]):
+        raise UsageError(f"--optimizer {name}: it updates none of the model's parameters")
+    return name, opt
+
+
+@magics_class
+class TraceMagics(Magics):
+    """The ``%%deepseek_trace`` cell magic."""
+
+    @magic_arguments()
+    @argument("--model", "-m", default=None, help="variable holding the nn.Module (default: the only model in the namespace)")
+    @argument("--optimizer", "-o", default=None,
+              help="variable holding the optimizer (default: any optimizer that steps the model's parameters, "
+                   "including one created inside the cell)")
+    @argument("--every", "-e", type=int, default=1, help="record statistics every N training steps (default 1)")
+    @argument("--keep", "-k", type=int, default=1000,
+              help="training steps kept in memory; older ones are thinned, not dropped (default 1000)")
+    @argument("--backend", default="auto", help=f"statistics backend: {', '.join(BACKENDS)} (default auto)")
+    @argument("--no-widget", action="store_true", help="no live heatmap; print a text summary at the end")
+    @argument("--name", "-n", default="_trace", help="variable that receives the tracer afterwards (default _trace)")
+    @no_var_expand
+    @cell_magic
+    def deepseek_trace(self, line: str, cell: str) -> Any:
+        """Run the cell under a ModelTracer and show its statistics live in the cell output."""
+        try:
+            args = parse_argstring(self.deepseek_trace, line)
+        except UsageError:
+            raise
+        except SystemExit as exc:  # argparse exits on bad values
+            raise UsageError(f"%%deepseek_trace: bad options {line!r}") from exc
+        if args.every < 1:
+            raise UsageError(f"--every must be >= 1, got {args.every}")
+        if args.keep < 4:
+            raise UsageError(f"--keep must be >= 4, got {args.keep}")
+        if args.backend not in BACKENDS:
+            raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {args.backend!r}")
+        if not args.name.isidentifier():
+            raise UsageError(f"--name must be a Python identifier, got {args.name!r}")
+        ns = self.shell.user_ns
+        model_name, model = find_model(ns, args.model)
+        opt_name, opt = find_optimizer(ns, args.optimizer, model)
+        try:
+            tracer = ModelTracer(model, opt, every=args.every, keep=args.keep, backend=args.backend)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"%%deepseek_trace: {exc}") from exc
+        tracer.run.meta["command"] = f"%%deepseek_trace {line}".strip()
+        ns[args.name] = tracer
+        view = None if args.no_widget else _live_view(tracer)
+        status = "finished"
+        try:
+            with tracer:
+                if view is not None:
+                    view.set_status(f"tracing {model_name}" + (f" with {opt_name}" if opt_name else "") + "…")
+                result = self._execute(cell)
+        except BaseException as exc:
+            status = f"stopped by {type(exc).__name__}: {exc}"[:300]
+            raise
+        finally:
+            if view is not None:
+                view.close(status)
+            else:
+                print(tracer.summary())
+        return result
+
+    def _execute(self, cell: str) -> Any:
+        """exec the cell in the user namespace; return the value of a trailing expression."""
+        source = self.shell.transform_cell(cell)
+        tree = ast.parse(source)
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        filename = self.shell.compile.cache(source)
+        ns = self.shell.user_ns
+        exec(compile(tree, filename, "exec"), ns)
+        return eval(compile(last, filename, "eval"), ns) if last is not None else None
+
+
+def _live_view(tracer: ModelTracer) -> Any:
+    from .live import LiveHeatmap
+
+    view = LiveHeatmap(tracer.run, flush=tracer.flush)
+    view.display()
+    return view

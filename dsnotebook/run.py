@@ -1,0 +1,283 @@
+"""Run: the one data model every view reads (tables of per-step statistics + metadata).
+
+Rows arrive per recorded step, already on the host (the tracer copies device results in
+batches).  Memory is bounded by ``keep`` retained steps: when full, older steps are
+thinned to a uniform stride (every 2nd, then 4th, ... recorded step) while the most
+recent ``keep // 4`` steps stay at full resolution, so a million-step run still shows
+its whole history.  Listeners (live widgets) hear about appended and dropped steps.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from .stats import (
+    COL_ABSMAX,
+    COL_NONFINITE,
+    COL_SUM,
+    COL_SUMSQ,
+    COL_ZEROS,
+    HIST_BINS,
+    HIST_OFFSET,
+    UCOL_CHANGED,
+    UCOL_DIFFSQ,
+    UCOL_WEIGHTSQ,
+    hist_bin_edges,
+)
+
+GRAD_FIELDS = ("norm", "mean", "std", "absmax", "nonfinite", "zero_frac")
+UPDATE_FIELDS = ("update_ratio", "changed_frac")
+TABLES = ("tensors", "grads", "updates", "hist", "events")
+
+Listener = Callable[[str, list[int]], None]
+
+
+@dataclass
+class _StepRecord:
+    """Everything recorded at one step; arrays are small (one row per tensor)."""
+
+    grad_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    grad_vals: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.float32))
+    hist: np.ndarray = field(default_factory=lambda: np.zeros((0, HIST_BINS), np.uint32))
+    upd_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    upd_vals: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.grad_ids, self.grad_vals, self.hist, self.upd_ids, self.upd_vals))
+
+
+def derive_grad_fields(raw: np.ndarray, numel: np.ndarray) -> np.ndarray:
+    """Backend layout (sum, sumsq, absmax, nonfinite, zeros, hist) -> GRAD_FIELDS, float32."""
+    raw = np.asarray(raw, dtype=np.float64)
+    numel = np.asarray(numel, dtype=np.float64)
+    finite_n = numel - raw[:, COL_NONFINITE]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(finite_n > 0, raw[:, COL_SUM] / finite_n, np.nan)
+        var = (raw[:, COL_SUMSQ] - raw[:, COL_SUM] * mean) / (finite_n - 1)
+        std = np.where(finite_n > 1, np.sqrt(np.maximum(var, 0.0)), np.nan)
+        zero_frac = np.where(numel > 0, raw[:, COL_ZEROS] / numel, np.nan)
+    out = np.stack(
+        [np.sqrt(raw[:, COL_SUMSQ]), mean, std, raw[:, COL_ABSMAX], raw[:, COL_NONFINITE], zero_frac],
+        axis=1,
+    )
+    return out.astype(np.float32)
+
+
+def derive_update_fields(raw: np.ndarray, numel: np.ndarray) -> np.ndarray:
+    """(diff^2, weight^2, changed) -> (||update|| / ||weight||, fraction changed), float32."""
+    raw = np.asarray(raw, dtype=np.float64)
+    numel = np.asarray(numel, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.sqrt(raw[:, UCOL_DIFFSQ]) / np.sqrt(raw[:, UCOL_WEIGHTSQ])
+        ratio = np.where(raw[:, UCOL_WEIGHTSQ] > 0, ratio, np.where(raw[:, UCOL_DIFFSQ] > 0, np.inf, 0.0))
+        changed = np.where(numel > 0, raw[:, UCOL_CHANGED] / numel, np.nan)
+    return np.stack([ratio, changed], axis=1).astype(np.float32)
+
+
+class Run:
+    """Columnar store of one traced run: tensors, per-step statistics, events, metadata."""
+
+    def __init__(self, tensors: list[dict[str, Any]] | None = None, meta: dict[str, Any] | None = None,
+                 keep: int = 1000) -> None:
+        if keep < 4:
+            raise ValueError(f"keep must be >= 4 steps, got {keep}")
+        self.keep = int(keep)
+        self.tensors: list[dict[str, Any]] = list(tensors or [])
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.events: list[dict[str, Any]] = []
+        self._steps: dict[int, _StepRecord] = {}
+        self._order: list[int] = []  # retained steps, ascending
+        self._ordinal: dict[int, int] = {}  # step -> index among all recorded steps
+        self._recorded = 0
+        self._stride = 1
+        self._listeners: list[Listener] = []
+        self.dropped_steps = 0
+
+    # -- construction -------------------------------------------------------------------
+    @property
+    def numel(self) -> np.ndarray:
+        return np.array([t["numel"] for t in self.tensors], dtype=np.int64)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(kind, steps)`` with kind 'append' or 'drop'; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _notify(self, kind: str, steps: list[int]) -> None:
+        for fn in list(self._listeners):
+            fn(kind, steps)
+
+    def _record(self, step: int) -> _StepRecord:
+        rec = self._steps.get(step)
+        if rec is None:
+            if self._order and step < self._order[-1]:
+                raise ValueError(f"step {step} arrives after step {self._order[-1]}: steps must not go back")
+            rec = self._steps[step] = _StepRecord()
+            self._order.append(step)
+            self._ordinal[step] = self._recorded
+            self._recorded += 1
+            self._thin()
+        return rec
+
+    def add_grads(self, step: int, tensor_ids: np.ndarray, raw: np.ndarray) -> None:
+        """Append gradient statistics (backend layout, host array) of some tensors at ``step``."""
+        ids = np.asarray(tensor_ids, dtype=np.int32)
+        raw = np.asarray(raw)
+        vals = derive_grad_fields(raw, self.numel[ids])
+        hist_dtype = np.uint32 if (self.numel[ids].max(initial=0) < 2**32) else np.int64
+        hist = raw[:, HIST_OFFSET:HIST_OFFSET + HIST_BINS].astype(hist_dtype)
+        rec = self._record(step)
+        rec.grad_ids = np.concatenate([rec.grad_ids, ids])
+        rec.grad_vals = np.concatenate([rec.grad_vals, vals])
+        rec.hist = np.concatenate([rec.hist.astype(hist.dtype), hist])
+        self._notify("append", [step])
+
+    def add_updates(self, step: int, tensor_ids: np.ndarray, raw: np.ndarray) -> None:
+        """Append update statistics (diff^2, weight^2, changed) of some tensors at ``step``."""
+        ids = np.asarray(tensor_ids, dtype=np.int32)
+        vals = derive_update_fields(raw, self.numel[ids])
+        rec = self._record(step)
+        rec.upd_ids = np.concatenate([rec.upd_ids, ids])
+        rec.upd_vals = np.concatenate([rec.upd_vals, vals])
+        self._notify("append", [step])
+
+    def add_event(self, step: int | None, kind: str, module: str | None, detail: str) -> None:
+        self.events.append({"step": step, "kind": kind, "module": module, "detail": detail})
+
+    def _thin(self) -> None:
+        """Keep at most ``keep`` steps: uniform stride over the past, full resolution at the end."""
+        tail = max(1, self.keep // 4)
+        while len(self._order) > self.keep:
+            self._stride *= 2
+            cut = len(self._order) - tail
+            kept, dropped = [], []
+            for i, s in enumerate(self._order):
+                (kept if i >= cut or self._ordinal[s] % self._stride == 0 else dropped).append(s)
+            self._evict(dropped)
+            self._order = kept
+        # A step leaving the full-resolution tail survives only on the current stride.
+        if self._stride > 1 and len(self._order) > tail:
+            s = self._order[-tail - 1]
+            if self._ordinal[s] % self._stride:
+                self._order.remove(s)
+                self._evict([s])
+
+    def _evict(self, steps: list[int]) -> None:
+        for s in steps:
+            self._steps.pop(s, None)
+            self._ordinal.pop(s, None)
+        self.dropped_steps += len(steps)
+        if steps:
+            self._notify("drop", steps)
+
+    # -- reading ------------------------------------------------------------------------
+    @property
+    def steps(self) -> list[int]:
+        """Retained steps, ascending."""
+        return list(self._order)
+
+    def nbytes(self) -> int:
+        return sum(r.nbytes() for r in self._steps.values())
+
+    def matrix(self, field_name: str, steps: Iterable[int] | None = None) -> np.ndarray:
+        """Dense float32 [n_tensors, n_steps] of one statistic; NaN where nothing was recorded."""
+        steps = self.steps if steps is None else list(steps)
+        out = np.full((len(self.tensors), len(steps)), np.nan, dtype=np.float32)
+        if field_name in GRAD_FIELDS:
+            col, ids_attr, vals_attr = GRAD_FIELDS.index(field_name), "grad_ids", "grad_vals"
+        elif field_name in UPDATE_FIELDS:
+            col, ids_attr, vals_attr = UPDATE_FIELDS.index(field_name), "upd_ids", "upd_vals"
+        else:
+            raise KeyError(f"unknown statistic {field_name!r}; choose from {GRAD_FIELDS + UPDATE_FIELDS}")
+        for j, s in enumerate(steps):
+            rec = self._steps.get(s)
+            if rec is not None:
+                out[getattr(rec, ids_attr), j] = getattr(rec, vals_attr)[:, col]
+        return out
+
+    def to_dataframe(self, table: str = "grads") -> pd.DataFrame:
+        """A tidy pandas frame of one table: tensors, grads, updates, hist (long) or events."""
+        if table == "tensors":
+            return pd.DataFrame(self.tensors, columns=[
+                "tensor_id", "name", "module", "tensor", "shape", "dtype", "numel", "trainable", "aliases"])
+        if table == "events":
+            return pd.DataFrame(self.events, columns=["step", "kind", "module", "detail"])
+        names = np.array([t["name"] for t in self.tensors], dtype=object)
+        modules = np.array([t["module"] for t in self.tensors], dtype=object)
+        if table in ("grads", "updates"):
+            ids_attr, vals_attr, fields = (("grad_ids", "grad_vals", GRAD_FIELDS) if table == "grads"
+                                           else ("upd_ids", "upd_vals", UPDATE_FIELDS))
+            recs = [(s, self._steps[s]) for s in self._order]
+            ids = np.concatenate([getattr(r, ids_attr) for _, r in recs] or [np.zeros(0, np.int32)])
+            vals = np.concatenate([getattr(r, vals_attr) for _, r in recs] or [np.zeros((0, len(fields)), np.float32)])
+            step_col = np.concatenate([np.full(len(getattr(r, ids_attr)), s, np.int64) for s, r in recs] or [np.zeros(0, np.int64)])
+            df = pd.DataFrame({"step": step_col, "tensor_id": ids, "name": names[ids], "module": modules[ids]})
+            for k, f in enumerate(fields):
+                df[f] = vals[:, k]
+            return df.sort_values(["step", "tensor_id"], kind="stable").reset_index(drop=True)
+        if table == "hist":
+            edges = np.array(hist_bin_edges())
+            frames = []
+            for s in self._order:
+                r = self._steps[s]
+                if len(r.grad_ids) == 0:
+                    continue
+                k = len(r.grad_ids)
+                frames.append(pd.DataFrame({
+                    "step": s, "tensor_id": np.repeat(r.grad_ids, HIST_BINS),
+                    "bin": np.tile(np.arange(HIST_BINS), k), "lower_edge": np.tile(edges, k),
+                    "count": r.hist.reshape(-1).astype(np.int64)}))
+            if not frames:
+                return pd.DataFrame(columns=["step", "tensor_id", "name", "bin", "lower_edge", "count"])
+            df = pd.concat(frames, ignore_index=True)
+            df.insert(2, "name", names[df["tensor_id"].to_numpy()])
+            return df
+        raise KeyError(f"unknown table {table!r}; choose from {TABLES}")
+
+    # -- files --------------------------------------------------------------------------
+    def save(self, directory: str | pathlib.Path) -> pathlib.Path:
+        """Write the run to a directory (JSON for tables of records, NPZ for numbers)."""
+        d = pathlib.Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "run.json").write_text(json.dumps({
+            "format": 1, "keep": self.keep, "stride": self._stride, "recorded": self._recorded,
+            "dropped_steps": self.dropped_steps, "tensors": self.tensors, "meta": self.meta,
+            "events": self.events}, indent=1, default=str))
+        arrays: dict[str, np.ndarray] = {"steps": np.array(self._order, dtype=np.int64),
+                                         "ordinals": np.array([self._ordinal[s] for s in self._order], np.int64)}
+        for name in ("grad_ids", "grad_vals", "hist", "upd_ids", "upd_vals"):
+            parts = [getattr(self._steps[s], name) for s in self._order]
+            arrays[name] = np.concatenate(parts) if parts else np.zeros(0)
+            arrays[name + "_len"] = np.array([len(p) for p in parts], dtype=np.int64)
+        np.savez_compressed(d / "stats.npz", **arrays)
+        return d
+
+    @classmethod
+    def open(cls, directory: str | pathlib.Path) -> "Run":
+        """Read a run written by :meth:`save` (by a notebook or a script)."""
+        d = pathlib.Path(directory)
+        head = json.loads((d / "run.json").read_text())
+        run = cls(head["tensors"], head["meta"], keep=head["keep"])
+        run.events = head["events"]
+        run._stride, run._recorded, run.dropped_steps = head["stride"], head["recorded"], head["dropped_steps"]
+        z = np.load(d / "stats.npz")
+        offsets = {n: np.concatenate([[0], np.cumsum(z[n + "_len"])]) for n in
+                   ("grad_ids", "grad_vals", "hist", "upd_ids", "upd_vals")}
+        for i, (s, o) in enumerate(zip(z["steps"].tolist(), z["ordinals"].tolist())):
+            rec = _StepRecord()
+            for n, off in offsets.items():
+                setattr(rec, n, z[n][off[i]:off[i + 1]])
+            run._steps[s], run._ordinal[s] = rec, o
+            run._order.append(s)
+        return run
+
+    def __repr__(self) -> str:
+        span = f"steps {self._order[0]}..{self._order[-1]}" if self._order else "no steps"
+        return (f"<Run {len(self.tensors)} tensors, {len(self._order)} retained steps ({span}), "
+                f"{len(self.events)} events, {self.nbytes() / 1e6:.1f} MB>")
+

@@ -1,0 +1,330 @@
+"""ModelTracer: owns hook lifecycles and the step clock; hands tensors to a stats backend.
+
+Gradient statistics need no per-module hooks: right before an optimizer updates its
+parameters (optimizer step pre-hook) every ``p.grad`` is final, so one batched backend
+call per device reads them all.  The weights are snapshotted there too, and compared
+after the step (post-hook) for the update statistics.  Without an optimizer the user
+marks step ends with :meth:`ModelTracer.step`.  Results travel to the host through
+:class:`~dsnotebook.transfer.HostCopier` (async on CUDA) and land in a :class:`Run`.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import warnings
+import weakref
+from collections import defaultdict
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
+
+from .run import Run
+from .stats import TorchStatsBackend
+from .transfer import HostCopier
+
+BACKENDS = ("auto", "torch", "cupy")
+
+
+def _display_name(name: str) -> str:
+    # torch.compile wraps the model in OptimizedModule: hide its attribute in names.
+    return name.replace("_orig_mod.", "")
+
+
+def describe_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[dict[str, Any]]]:
+    """Unique parameters in model order, named by module path (shared ones listed once)."""
+    seen: dict[int, int] = {}
+    params: list[nn.Parameter] = []
+    rows: list[dict[str, Any]] = []
+    for name, p in model.named_parameters(remove_duplicate=False):
+        name = _display_name(name)
+        if id(p) in seen:
+            rows[seen[id(p)]]["aliases"].append(name)
+            continue
+        module, _, attr = name.rpartition(".")
+        seen[id(p)] = len(rows)
+        params.append(p)
+        rows.append({"tensor_id": len(rows), "name": name, "module": module or "(root)", "tensor": attr,
+                     "shape": list(p.shape), "dtype": str(p.dtype).replace("torch.", ""),
+                     "numel": p.numel(), "trainable": bool(p.requires_grad), "aliases": []})
+    return params, rows
+
+
+def _hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                            "cuda": torch.cuda.is_available()}
+    if info["cuda"]:
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda_version"] = torch.version.cuda
+    return info
+
+
+def make_backend(choice: str, device: torch.device) -> Any:
+    """Pick the statistics backend for tensors on ``device``."""
+    if choice not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {choice!r}")
+    if choice == "torch" or device.type != "cuda":
+        if choice == "cupy":
+            warnings.warn(f"backend='cupy' needs CUDA tensors; tensors on {device} use the torch backend",
+                          stacklevel=3)
+        return TorchStatsBackend()
+    from . import kernels  # lazy: cupy is optional
+
+    if kernels.is_available():
+        return kernels.CupyStatsBackend()
+    if choice == "cupy":
+        raise RuntimeError("backend='cupy' asked for, but cupy is not installed or sees no GPU "
+                           "(pip install 'dsnotebook[gpu]')")
+    return TorchStatsBackend()
+
+
+class ModelTracer:
+    """Record gradient and update statistics of ``model`` at every ``every``-th training step.
+
+    >>> with ModelTracer(model, optimizer) as tracer:
+    ...     train()
+    >>> tracer.to_dataframe("grads")
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
+                 *, every: int = 1, keep: int = 1000, backend: str = "auto", track_updates: bool = True) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"ModelTracer needs a torch.nn.Module, got {type(model).__module__}."
+                            f"{type(model).__qualname__}: {model!r:.80}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        params, rows = describe_parameters(model)
+        if not params:
+            raise ValueError(f"{type(model).__name__} has no parameters: there are no gradients to trace")
+        if not any(p.requires_grad for p in params):
+            warnings.warn(f"no parameter of {type(model).__name__} requires grad (all {len(params)} frozen): "
+                          "gradient statistics will stay empty", stacklevel=2)
+        optimizers = [] if optimizer is None else ([optimizer] if isinstance(optimizer, torch.optim.Optimizer)
+                                                     else list(optimizer))
+        for opt in optimizers:
+            if not isinstance(opt, torch.optim.Optimizer):
+                raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(opt).__qualname__}")
+        self._model_ref = weakref.ref(model)
+        self._optimizers = [weakref.ref(o) for o in optimizers]
+        self.every, self.backend_choice, self.track_updates = every, backend, track_updates
+        self._params = params
+        self._index = {id(p): i for i, p in enumerate(params)}
+        self.run = Run(rows, self._meta(model, params, optimizers), keep=keep)
+        self._copier = HostCopier()
+        self._backends: dict[torch.device, Any] = {}
+        self._handles: list[Any] = []
+        self._attached = False
+        self.step_count = 0  # index of the training step in progress
+        self._stepped: set[int] = set()  # optimizers that stepped in the current step
+        self._captured: set[int] = set()  # tensor ids whose grads were read this step
+        self._snapshots: dict[int, list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]]] = {}
+        self._explicit_snapshot: list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]] | None = None
+        self._hook_steps = 0
+        self._views: list[Any] = []
+
+    # -- metadata -----------------------------------------------------------------------
+    def _meta(self, model: nn.Module, params: list[nn.Parameter], optimizers: list[Any]) -> dict[str, Any]:
+        return {"model": type(model).__name__, "parameters": int(sum(p.numel() for p in params)),
+                "tensors": len(params), "trainable": int(sum(p.numel() for p in params if p.requires_grad)),
+                "optimizers": [type(o).__name__ for o in optimizers], "every": self.every,
+                "torch": torch.__version__, "python": platform.python_version(), "hardware": _hardware(),
+                "started": datetime.datetime.now().isoformat(timespec="seconds")}
+
+    @property
+    def model(self) -> nn.Module | None:
+        return self._model_ref()
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def attach(self) -> "ModelTracer":
+        """Install the optimizer hooks (idempotent)."""
+        if self._attached:
+            return self
+        if self._optimizers:
+            for ref in self._optimizers:
+                opt = ref()
+                if opt is not None:
+                    self._handles.append(opt.register_step_pre_hook(self._pre_step))
+                    self._handles.append(opt.register_step_post_hook(self._post_step))
+        else:  # any optimizer that updates this model's parameters
+            self._handles.append(register_optimizer_step_pre_hook(self._pre_step))
+            self._handles.append(register_optimizer_step_post_hook(self._post_step))
+        self._attached = True
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook, deliver all statistics still in flight; safe to call twice."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        was_attached, self._attached = self._attached, False
+        self._snapshots.clear()
+        self.flush(wait=True)
+        if was_attached and not self.run.steps and self._hook_steps == 0 and self.step_count == 0:
+            warnings.warn("no training step was seen while tracing: pass the optimizer that steps this model, "
+                          "or call tracer.step() after each backward pass", stacklevel=2)
+
+    @property
+    def attached(self) -> bool:
+        return self._attached
+
+    @property
+    def hook_count(self) -> int:
+        return len(self._handles)
+
+    def __enter__(self) -> "ModelTracer":
+        return self.attach()
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    # -- the step clock -----------------------------------------------------------------
+    def _recording(self) -> bool:
+        return self.step_count % self.every == 0
+
+    def _owned(self, opt: torch.optim.Optimizer) -> list[int]:
+        ids = []
+        for group in opt.param_groups:
+            for p in group["params"]:
+                i = self._index.get(id(p))
+                if i is not None:
+                    ids.append(i)
+        return ids
+
+    def _pre_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        try:
+            owned = self._owned(opt)
+            if not owned:
+                return  # another model's optimizer (global hooks)
+            if id(opt) in self._stepped:
+                self._close_step()
+            if not self._stepped:  # first optimizer of this step: also read uncovered params
+                mine = set(owned)
+                owned = owned + [i for i in range(len(self._params)) if i not in self._captured and i not in mine]
+            self._stepped.add(id(opt))
+            self._hook_steps += 1
+            if not self._recording():
+                return
+            ids = [i for i in dict.fromkeys(owned) if i not in self._captured and self._params[i].grad is not None]
+            self._captured.update(ids)
+            self._grad_stats(ids)
+            if self.track_updates:
+                mine = set(self._owned(opt))
+                upd = [i for i in ids if i in mine]
+                self._snapshots[id(opt)] = self._snapshot(upd)
+        except Exception as exc:  # never break the user's training from inside a hook
+            self._warn_internal(exc)
+
+    def _post_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        try:
+            snaps = self._snapshots.pop(id(opt), None)
+            if snaps:
+                self._update_stats(snaps)
+            self._copier.poll()
+        except Exception as exc:
+            self._warn_internal(exc)
+
+    def _close_step(self) -> None:
+        self.step_count += 1
+        self._stepped.clear()
+        self._captured.clear()
+
+    def step(self) -> None:
+        """Mark the end of a training step by hand (no optimizer, or a custom update rule)."""
+        hooks_active = bool(self._stepped)
+        if self._recording():
+            ids = [i for i, p in enumerate(self._params) if i not in self._captured and p.grad is not None]
+            self._grad_stats(ids)
+            if self.track_updates and not hooks_active and self._hook_steps == 0:
+                if self._explicit_snapshot is not None:
+                    self._update_stats(self._explicit_snapshot)
+        self._explicit_snapshot = None
+        self._close_step()
+        if self.track_updates and not hooks_active and self._hook_steps == 0 and self._recording():
+            self._explicit_snapshot = self._snapshot(list(range(len(self._params))))
+        self._copier.poll()
+
+    # -- statistics ---------------------------------------------------------------------
+    def _by_device(self, ids: Iterable[int], tensors: Sequence[torch.Tensor]) -> dict[torch.device, list[int]]:
+        groups: dict[torch.device, list[int]] = defaultdict(list)
+        for i, t in zip(ids, tensors):
+            groups[t.device].append(i)
+        return groups
+
+    def _backend(self, device: torch.device) -> Any:
+        b = self._backends.get(device)
+        if b is None:
+            b = self._backends[device] = make_backend(self.backend_choice, device)
+            self.run.meta.setdefault("backends", {})[str(device)] = b.name
+        return b
+
+    def _grad_stats(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        grads = [self._params[i].grad for i in ids]
+        step = self.step_count
+        for device, sub in self._by_device(ids, grads).items():
+            tensors = [self._params[i].grad for i in sub]
+            values = self._backend(device).grad_stats(tensors)
+            idx = np.array(sub, dtype=np.int32)
+            self._copier.submit(values, lambda host, s=step, idx=idx: self.run.add_grads(s, idx, host))
+
+    def _snapshot(self, ids: list[int]) -> list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]]:
+        out = []
+        if not ids:
+            return out
+        for device, sub in self._by_device(ids, [self._params[i] for i in ids]).items():
+            tensors = [self._params[i].detach() for i in sub]
+            backend = self._backend(device)
+            out.append((backend, backend.snapshot(tensors), np.array(sub, dtype=np.int32), tensors))
+        return out
+
+    def _update_stats(self, snaps: list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]]) -> None:
+        step = self.step_count
+        for backend, before, idx, tensors in snaps:
+            values = backend.update_stats(before, tensors)
+            self._copier.submit(values, lambda host, s=step, idx=idx: self.run.add_updates(s, idx, host))
+
+    def _warn_internal(self, exc: BaseException) -> None:
+        msg = f"dsnotebook: statistics skipped at step {self.step_count}: {type(exc).__name__}: {exc}"
+        self.run.add_event(self.step_count, "warning", None, msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+    # -- results ------------------------------------------------------------------------
+    def flush(self, wait: bool = False) -> None:
+        """Deliver finished device->host copies (all of them with ``wait=True``) to the Run."""
+        if wait:
+            self._copier.drain()
+        else:
+            self._copier.poll()
+
+    def to_dataframe(self, table: str = "grads") -> Any:
+        self.flush(wait=True)
+        return self.run.to_dataframe(table)
+
+    def enable_gradient_heatmap(self, display: bool = True) -> Any:
+        """Show a live gradient heatmap of this tracer's Run (returns the widget)."""
+        from .live import LiveHeatmap
+
+        view = LiveHeatmap(self.run)
+        self._views.append(view)
+        if display:
+            view.display()
+        return view.widget
+
+    def summary(self) -> str:
+        from .summary import text_summary
+
+        self.flush(wait=True)
+        return text_summary(self.run)
+
+    def __repr__(self) -> str:
+        state = "attached" if self._attached else "detached"
+        return f"<ModelTracer {self.run.meta.get('model')} ({state}, step {self.step_count}, every {self.every}): {self.run!r}>"
