@@ -56,8 +56,9 @@ export default { render({ el }) {
 
 def _load_esm() -> str:
     # read the file ourselves: a pathlib.Path would make anywidget watch it (HMR thread)
+    # (always several lines: anywidget takes a one-line string with a dot for a path)
     try:
-        return _STATIC.read_text(encoding="utf-8")
+        return "// dsnotebook heatmap widget\n" + _STATIC.read_text(encoding="utf-8")
     except OSError:
         return _MISSING_BUNDLE_ESM
 
@@ -80,7 +81,7 @@ class HeatmapWidget(anywidget.AnyWidget):
     (float32; NaN = no data for that cell).
     """
 
-    _esm = traitlets.Unicode(_load_esm()).tag(sync=True)
+    _esm = _load_esm()
 
     rows = traitlets.List(traitlets.Dict()).tag(sync=True)
     stats = traitlets.List(traitlets.Dict()).tag(sync=True)
