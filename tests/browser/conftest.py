@@ -1,0 +1,286 @@
+"""JupyterLab + headless Debian Chromium (Playwright) fixtures for widget tests.
+
+One JupyterLab server per session (own config/runtime/settings dirs, random token, free
+port on 127.0.0.1), one Chromium per session, a fresh browser context per test. Console
+errors and JavaScript dialogs are collected; any console error fails the test.
+Screenshots go to ``test-artifacts/`` at the repository root.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any, Iterator
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = os.environ.get("DSN_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lab:
+    """A running JupyterLab: where it is and where its notebooks live."""
+
+    def __init__(self, url: str, token: str, root: pathlib.Path, proc: subprocess.Popen) -> None:
+        self.url = url
+        self.token = token
+        self.root = root
+        self.proc = proc
+
+    def notebook_url(self, name: str) -> str:
+        return f"{self.url}/lab/tree/{name}?reset&token={self.token}"
+
+    def write_notebook(self, name: str, cells: list[str]) -> pathlib.Path:
+        nb = {
+            "cells": [
+                {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                 "source": src}
+                for src in cells
+            ],
+            "metadata": {
+                "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                "language_info": {"name": "python"},
+            },
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+        path = self.root / name
+        path.write_text(json.dumps(nb, indent=1))
+        return path
+
+    def shutdown_kernels(self) -> None:
+        """Stop every kernel (tests leave none running into the next one)."""
+        try:
+            req = urllib.request.Request(f"{self.url}/api/kernels?token={self.token}")
+            with urllib.request.urlopen(req, timeout=5) as r:
+                kernels = json.load(r)
+            for k in kernels:
+                req = urllib.request.Request(
+                    f"{self.url}/api/kernels/{k['id']}?token={self.token}", method="DELETE")
+                urllib.request.urlopen(req, timeout=10).close()
+        except OSError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "notebooks"
+    root.mkdir()
+    settings = base / "settings"
+    notif = settings / "@jupyterlab" / "apputils-extension"
+    notif.mkdir(parents=True)
+    (notif / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    env = dict(os.environ)
+    env.update(
+        JUPYTER_CONFIG_DIR=str(base / "config"),
+        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
+        PYTHONPATH=os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])),
+        PYTHONUNBUFFERED="1",
+    )
+    port = _free_port()
+    token = secrets.token_hex(16)
+    log = open(base / "jupyterlab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--allow-root", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
+         "--ServerApp.port_retries=0", "--LabApp.expose_app_in_browser=True",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.close()
+            raise RuntimeError("JupyterLab did not start:\n" + (base / "jupyterlab.log").read_text()[-3000:])
+        time.sleep(0.2)
+    server = Lab(url, token, root, proc)
+    try:
+        yield server
+    finally:
+        server.shutdown_kernels()
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+    finally:
+        pw.stop()
+
+
+class PageProbe:
+    """What a page said: console errors, dialogs (alert/confirm...), page errors."""
+
+    def __init__(self) -> None:
+        self.console_errors: list[str] = []
+        self.dialogs: list[str] = []
+
+    def check(self) -> None:
+        assert not self.dialogs, f"unexpected JavaScript dialogs: {self.dialogs}"
+        assert not self.console_errors, "console errors:\n" + "\n".join(self.console_errors)
+
+
+@pytest.fixture
+def page(browser: Any, lab: Lab) -> Iterator[Any]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    probe = PageProbe()
+
+    def on_console(msg: Any) -> None:
+        if msg.type == "error":
+            probe.console_errors.append(f"{msg.text} ({msg.location.get('url', '')})")
+
+    def on_dialog(dialog: Any) -> None:
+        probe.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    pg.on("console", on_console)
+    pg.on("pageerror", lambda exc: probe.console_errors.append(f"page error: {exc}"))
+    pg.on("dialog", on_dialog)
+    pg.probe = probe
+    try:
+        yield pg
+    finally:
+        context.close()
+        lab.shutdown_kernels()
+
+
+# ---------------------------------------------------------------- notebook driver
+class NotebookDriver:
+    """Drives one notebook in JupyterLab the way a user would (plus reading the DOM)."""
+
+    CELLS = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell"
+
+    def __init__(self, page: Any, lab: Lab) -> None:
+        self.page = page
+        self.lab = lab
+
+    def open(self, name: str, timeout: float = 60) -> None:
+        """Open a notebook and wait until its kernel is ready and idle."""
+        page = self.page
+        page.goto(self.lab.notebook_url(name))
+        page.wait_for_function(
+            """() => { const a = window.jupyterapp; const w = a && a.shell.currentWidget;
+                       return !!(w && w.sessionContext && w.sessionContext.session
+                                 && w.sessionContext.session.kernel); }""",
+            timeout=timeout * 1000,
+        )
+        page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.ready")
+        page.wait_for_function(
+            "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'",
+            timeout=timeout * 1000,
+        )
+
+    def run_all(self) -> None:
+        """Fire 'run all' without awaiting it (its promise resolves when execution ends)."""
+        self.page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+    def prompts(self) -> list[str]:
+        """Input prompts of the code cells, e.g. ['[1]:', '[*]:', '[ ]:']."""
+        return self.page.evaluate(
+            f"""() => Array.from(document.querySelectorAll('{self.CELLS} .jp-InputPrompt'))
+                 .map(e => e.textContent.trim())"""
+        )
+
+    def wait_done(self, n: int | None = None, timeout: float = 120) -> None:
+        """Wait until no cell shows [*] and the first n cells carry a number."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            prompts = self.prompts()
+            busy = any("*" in p for p in prompts)
+            numbered = all(any(ch.isdigit() for ch in p) for p in prompts[: n or 0])
+            if not busy and numbered:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"cells still running after {timeout}s: {self.prompts()}")
+
+    def output_text(self, idx: int) -> str:
+        return self.page.evaluate(
+            f"""() => {{ const c = document.querySelectorAll('{self.CELLS}')[{idx}];
+                  return Array.from(c.querySelectorAll('.jp-OutputArea-output'))
+                    .map(e => e.textContent).join(''); }}"""
+        )
+
+    def run_new_cell(self, code: str, timeout: float = 60) -> str:
+        """Add a cell at the end as a user would (Esc, b, Enter, type, Shift+Enter); its text output."""
+        page = self.page
+        page.evaluate(
+            """() => { const nb = window.jupyterapp.shell.currentWidget.content;
+                       nb.activeCellIndex = nb.widgets.length - 1; nb.mode = 'command'; }"""
+        )
+        before = len(self.prompts())
+        page.keyboard.press("Escape")
+        page.keyboard.press("b")
+        page.wait_for_function(f"() => document.querySelectorAll('{self.CELLS}').length > {before}")
+        page.keyboard.press("Enter")
+        page.keyboard.insert_text(code)
+        page.keyboard.press("Shift+Enter")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            prompts = self.prompts()
+            if len(prompts) > before and any(ch.isdigit() for ch in prompts[before]):
+                return self.output_text(before)
+            time.sleep(0.1)
+        raise AssertionError(f"typed cell did not finish: {self.prompts()}")
+
+    def screenshot(self, target: Any, name: str) -> pathlib.Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        target.screenshot(path=str(path))
+        return path
+
+
+@pytest.fixture
+def nb(page: Any, lab: Lab) -> NotebookDriver:
+    return NotebookDriver(page, lab)

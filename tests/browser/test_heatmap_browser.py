@@ -1,0 +1,307 @@
+"""The heatmap widget in a real JupyterLab, in headless Chromium.
+
+A synthetic notebook (generated here) feeds known values to a HeatmapWidget while its
+cell runs; the test checks live redraws, pixel colours against ``color_for``, the
+tooltip, the hostile module name, the statistic selector and the non-finite marks.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dsnotebook.widgets import colors
+
+pytestmark = pytest.mark.browser
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+# Shared by the notebook (as source) and the test (exec'd here): the values fed.
+GEN = f'''
+import numpy as np
+HOSTILE = {HOSTILE!r}
+ROWS = [
+    {{"name": "conv1.weight", "module": "conv1", "tensor": "weight", "shape": [8, 1, 3, 3]}},
+    {{"name": "conv1.bias", "module": "conv1", "tensor": "bias", "shape": [8]}},
+    {{"name": HOSTILE + ".weight", "module": HOSTILE, "tensor": "weight", "shape": [16, 8]}},
+    {{"name": "frozen.weight", "module": "frozen", "tensor": "weight", "shape": [4, 4]}},
+    {{"name": "fc.weight", "module": "fc", "tensor": "weight", "shape": [10, 16]}},
+    {{"name": "fc.bias", "module": "fc", "tensor": "bias", "shape": [10]}},
+]
+STATS = [
+    {{"key": "norm", "label": "grad norm", "log": True}},
+    {{"key": "absmax", "label": "grad abs-max", "log": True}},
+    {{"key": "update_ratio", "label": "update / weight", "log": True}},
+    {{"key": "nonfinite", "label": "non-finite count", "log": False}},
+    {{"key": "zero_frac", "label": "zero fraction", "log": False}},
+]
+N_STEPS = 30
+BAD = (4, 12)     # (row, step) with non-finite gradients
+FROZEN = 3        # row without data (NaN)
+
+def values_for(step):
+    v = np.zeros((len(STATS), len(ROWS), 1), np.float32)
+    for r in range(len(ROWS)):
+        base = 10.0 ** (-3 + 0.8 * r) * (1.0 + 0.5 * np.sin(0.3 * step + r))
+        v[0, r, 0] = base
+        v[1, r, 0] = 0.3 * base * (1 + (step % 3))
+        v[2, r, 0] = 1e-3 * (1 + r) * (1 + step % 5)
+        v[4, r, 0] = ((7 * step + 3 * r) % 10) / 10
+    v[:, FROZEN, 0] = np.nan
+    if step == BAD[1]:
+        v[3, BAD[0], 0] = 3
+        v[0, BAD[0], 0] = np.inf
+        v[1, BAD[0], 0] = np.inf
+    if step == 20:
+        v[0, 1, 0] = 0.0   # an all-zero gradient: bottom of the log scale
+    return v
+'''
+
+CELL = GEN + '''
+import time
+from dsnotebook.widgets import HeatmapWidget
+w = HeatmapWidget(rows=ROWS, stats=STATS)
+display(w)
+for step in range(N_STEPS):
+    w.append([step], values_for(step))
+    w.set_status(f"running… step {step}")
+    time.sleep(0.1)
+w.set_status(f"finished - {N_STEPS} steps")
+w.flush()
+'''
+
+ns: dict[str, Any] = {}
+exec(GEN, ns)
+ROWS, STATS, N_STEPS, BAD, FROZEN = ns["ROWS"], ns["STATS"], ns["N_STEPS"], ns["BAD"], ns["FROZEN"]
+VALUES = np.concatenate([ns["values_for"](s) for s in range(N_STEPS)], axis=2)  # [S, R, C]
+
+ROOT = ".dsn-heatmap"
+
+
+# ---------------------------------------------------------------- shared checks
+def widget_state(page: Any) -> dict[str, Any]:
+    return page.evaluate(
+        """() => { const r = document.querySelector('.dsn-heatmap');
+                   if (!r) return null;
+                   const c = r.querySelector('.dsn-heatmap-canvas');
+                   return { root: Object.assign({}, r.dataset), canvas: Object.assign({}, c.dataset) }; }"""
+    )
+
+
+def read_pixels(page: Any, points: list[tuple[float, float]]) -> list[list[int]]:
+    """RGBA at CSS-pixel points of the heatmap canvas."""
+    return page.evaluate(
+        """(pts) => { const c = document.querySelector('.dsn-heatmap-canvas');
+                      const dpr = Number(c.dataset.dpr) || 1;
+                      const ctx = c.getContext('2d');
+                      return pts.map(([x, y]) => Array.from(
+                          ctx.getImageData(Math.floor(x * dpr), Math.floor(y * dpr), 1, 1).data)); }""",
+        points,
+    )
+
+
+def cell_box(canvas: dict[str, str], row: int, col: int) -> tuple[float, float, float, float]:
+    cw, ch = float(canvas["cellW"]), float(canvas["cellH"])
+    x0, y0 = float(canvas["x0"]), float(canvas["y0"])
+    return x0 + col * cw, y0 + row * ch, cw, ch
+
+
+def cell_center(canvas: dict[str, str], row: int, col: int) -> tuple[float, float]:
+    x, y, w, h = cell_box(canvas, row, col)
+    return x + w / 2, y + h / 2
+
+
+def acceptable_colors(value: float, vmin: float, vmax: float, log: bool) -> list[tuple[int, int, int]]:
+    """color_for(value) - and its LUT neighbours, for a last-ulp log10 difference JS/Python."""
+    idx = colors.color_index(value, vmin, vmax, log)
+    if idx is None:
+        return [colors.NAN_RGB]
+    return [colors.LUT[i] for i in range(max(0, idx - 1), min(255, idx + 1) + 1)]
+
+
+def check_pixels(page: Any, values: np.ndarray, stat_index: int, log: bool,
+                 marked: set[tuple[int, int]]) -> int:
+    """Every unmarked cell's centre has the colour Python computes; returns cells checked."""
+    st = widget_state(page)
+    canvas = st["canvas"]
+    assert canvas["agg"] == "1", "this check is for the un-aggregated layout"
+    vals = values[stat_index]
+    vmin, vmax = colors.value_range(vals, log)
+    assert np.float32(float(canvas["vmin"])) == np.float32(vmin), (canvas["vmin"], vmin)
+    assert np.float32(float(canvas["vmax"])) == np.float32(vmax), (canvas["vmax"], vmax)
+    cells = [(r, c) for r in range(vals.shape[0]) for c in range(vals.shape[1]) if (r, c) not in marked]
+    pixels = read_pixels(page, [cell_center(canvas, r, c) for r, c in cells])
+    bad = []
+    for (r, c), px in zip(cells, pixels):
+        ok = acceptable_colors(float(vals[r, c]), vmin, vmax, log)
+        if tuple(px[:3]) not in ok or px[3] != 255:
+            bad.append(((r, c), float(vals[r, c]), px, colors.color_for(float(vals[r, c]), vmin, vmax, log)))
+    assert not bad, f"{len(bad)} cells with wrong colours, e.g. {bad[:5]}"
+    return len(cells)
+
+
+def check_marks(page: Any, marked: set[tuple[int, int]]) -> None:
+    """Non-finite cells carry red (the mark colour) whatever statistic is shown."""
+    canvas = widget_state(page)["canvas"]
+    for r, c in marked:
+        x, y, w, h = cell_box(canvas, r, c)
+        found = page.evaluate(
+            """([x, y, w, h, mark]) => { const c = document.querySelector('.dsn-heatmap-canvas');
+                 const dpr = Number(c.dataset.dpr) || 1;
+                 const d = c.getContext('2d').getImageData(Math.floor(x * dpr), Math.floor(y * dpr),
+                                                           Math.max(1, Math.floor(w * dpr)), Math.max(1, Math.floor(h * dpr))).data;
+                 let n = 0;
+                 for (let i = 0; i < d.length; i += 4)
+                   if (Math.abs(d[i] - mark[0]) < 40 && Math.abs(d[i+1] - mark[1]) < 40 && Math.abs(d[i+2] - mark[2]) < 40) n++;
+                 return n; }""",
+            [x, y, w, h, list(colors.MARK_RGB)],
+        )
+        assert found >= 3, f"non-finite cell {(r, c)} is not marked ({found} mark pixels)"
+
+
+def hover_cell(page: Any, row: int, col: int) -> str:
+    canvas = widget_state(page)["canvas"]
+    box = page.locator(".dsn-heatmap-canvas").bounding_box()
+    x, y = cell_center(canvas, row, col)
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    tip = page.locator(".dsn-tooltip")
+    tip.wait_for(state="visible", timeout=5000)
+    page.wait_for_function(
+        f"() => document.querySelector('.dsn-tooltip').dataset.row === '{row}'"
+        f" && document.querySelector('.dsn-tooltip').dataset.col === '{col}'")
+    return tip.text_content() or ""
+
+
+# ---------------------------------------------------------------- the tests
+def test_synthetic_heatmap_live(page: Any, lab: Any, nb: Any) -> None:
+    t_start = time.monotonic()
+    lab.write_notebook("synthetic_heatmap.ipynb", [CELL, 'print("cell 2 done")'])
+    nb.open("synthetic_heatmap.ipynb")
+    nb.run_all()
+
+    # live: the heatmap redraws while the first cell is still running ([*])
+    draws_while_running: list[int] = []
+    saw_running = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        prompts = nb.prompts()
+        st = widget_state(page)
+        running = bool(prompts) and "*" in prompts[0]
+        saw_running |= running
+        if running and st is not None:
+            draws_while_running.append(int(st["root"].get("draws", "0")))
+        if saw_running and not running:
+            break
+        time.sleep(0.05)
+    assert saw_running, "never saw the cell running"
+    assert draws_while_running, "the widget never appeared while the cell ran"
+    increases = sum(1 for a, b in zip(draws_while_running, draws_while_running[1:]) if b > a)
+    assert increases >= 2, f"data-draws increased only {increases} times while running: {draws_while_running}"
+    nb.wait_done(2)
+    page.wait_for_function(f"() => document.querySelector('{ROOT}').dataset.columns === '{N_STEPS}'",
+                           timeout=15000)
+    st = widget_state(page)
+    assert st["root"]["rows"] == str(len(ROWS))
+    assert "finished" in (page.locator(".dsn-status").text_content() or "")
+    page.locator(ROOT).scroll_into_view_if_needed()
+    nb.screenshot(page.locator(ROOT), "heatmap_synthetic.png")
+
+    marked = {(BAD[0], BAD[1])}
+    # pixels: grad norm (log scale), NaN row grey, non-finite cell marked
+    assert check_pixels(page, VALUES, 0, True, marked) == len(ROWS) * N_STEPS - 1
+    check_marks(page, marked)
+
+    # hover: module name in the tooltip, as text; the hostile name never becomes HTML
+    text = hover_cell(page, 2, 5)
+    assert HOSTILE in text and "step: 5" in text, text
+    shown = text.split("grad norm: ")[1].split("non-finite")[0].strip()
+    assert np.float32(float(shown)) == VALUES[0, 2, 5], (shown, VALUES[0, 2, 5])
+    text = hover_cell(page, 0, 3)
+    assert "module: conv1" in text and "tensor: weight" in text, text
+    text = hover_cell(page, BAD[0], BAD[1])
+    assert "non-finite values: 3" in text, text
+    nb.screenshot(page.locator(ROOT), "heatmap_synthetic_tooltip.png")
+    assert page.locator(f"{ROOT} img").count() == 0
+    assert page.evaluate("() => document.querySelectorAll('img[src=\"x\"]').length") == 0
+
+    # the selector switches statistic (and redraws); marks stay
+    draws = int(widget_state(page)["root"]["draws"])
+    page.select_option(".dsn-stat-select", "absmax")
+    page.wait_for_function(
+        f"() => document.querySelector('{ROOT}').dataset.stat === 'absmax'"
+        f" && Number(document.querySelector('{ROOT}').dataset.draws) > {draws}")
+    check_pixels(page, VALUES, 1, True, marked)
+    check_marks(page, marked)
+    page.select_option(".dsn-stat-select", "zero_frac")
+    page.wait_for_function(f"() => document.querySelector('{ROOT}').dataset.stat === 'zero_frac'")
+    check_pixels(page, VALUES, 4, False, marked)
+    check_marks(page, marked)
+    page.mouse.move(0, 0)
+    nb.screenshot(page.locator(ROOT), "heatmap_synthetic_zero_frac.png")
+
+    # the choice reached the kernel, and the text fallback is readable
+    out = nb.run_new_cell("print(w.stat); print(w._repr_mimebundle_()[0]['text/plain'].splitlines()[0])")
+    assert out.splitlines()[0] == "zero_frac", out
+    assert f"{len(ROWS)} tensors x {N_STEPS} steps" in out, out
+    page.probe.check()
+    print(f"synthetic heatmap browser test: {time.monotonic() - t_start:.1f}s")
+
+
+BIG_CELLS = [
+    '''
+import time, numpy as np
+from dsnotebook.widgets import HeatmapWidget
+R, C = 2000, 5000
+rows = [{"name": f"block{i // 4}.layer.{('weight', 'bias', 'gamma', 'beta')[i % 4]}",
+         "module": f"block{i // 4}.layer", "tensor": ('weight', 'bias', 'gamma', 'beta')[i % 4]}
+        for i in range(R)]
+big = HeatmapWidget(rows=rows, stats=[{"key": "norm", "label": "grad norm", "log": True},
+                                      {"key": "nonfinite", "label": "non-finite count", "log": False}])
+display(big)
+''',
+    '''
+rng = np.random.default_rng(1)
+vals = np.empty((2, R, C), np.float32)
+vals[0] = np.exp(rng.normal(-3, 2, size=(R, C))).astype(np.float32)
+vals[1] = 0
+vals[1, 100, 2500] = 1
+t0 = time.perf_counter()
+for a in range(0, C, 500):      # as a long run would: batches of columns
+    big.append(list(range(a, a + 500)), vals[:, :, a:a + 500])
+big.flush()
+print(f"sent in {time.perf_counter() - t0:.2f}s, {big._n_messages} messages")
+''',
+]
+
+
+def test_big_heatmap_stays_responsive(page: Any, lab: Any, nb: Any) -> None:
+    """2000 tensors x 5000 steps: columns aggregate to the canvas width and draw fast."""
+    lab.write_notebook("big_heatmap.ipynb", BIG_CELLS)
+    nb.open("big_heatmap.ipynb")
+    nb.run_all()
+    nb.wait_done(2, timeout=180)
+    page.wait_for_function(f"() => document.querySelector('{ROOT}') && document.querySelector('{ROOT}').dataset.columns === '5000'",
+                           timeout=60000)
+    # redraw a few times (switching statistic) and time it
+    times = []
+    for key in ("nonfinite", "norm", "nonfinite", "norm"):
+        draws = int(widget_state(page)["root"]["draws"])
+        t0 = time.monotonic()
+        page.select_option(".dsn-stat-select", key)
+        page.wait_for_function(f"() => Number(document.querySelector('{ROOT}').dataset.draws) > {draws}")
+        times.append(time.monotonic() - t0)
+    st = widget_state(page)
+    draw_ms = float(st["root"]["drawMs"])
+    agg = int(st["canvas"]["agg"])
+    assert agg > 1 and int(st["canvas"]["bins"]) * agg >= 5000
+    assert draw_ms < 1500, f"one draw of 2000x5000 took {draw_ms} ms"
+    assert max(times) < 3.0, times
+    text = hover_cell(page, 100, 2500 // agg)
+    assert "non-finite values: 1" in text and "block25.layer" in text, text
+    page.mouse.move(0, 0)
+    nb.screenshot(page.locator(ROOT), "heatmap_big_2000x5000.png")
+    page.probe.check()
+    print(f"big heatmap: draw {draw_ms} ms, select->redraw {max(times):.2f}s, agg {agg}")
