@@ -33,6 +33,8 @@ GRAD_COLS = HIST_OFFSET + HIST_BINS
 UCOL_DIFFSQ, UCOL_WEIGHTSQ, UCOL_CHANGED = range(3)
 UPDATE_COLS = 3
 
+_FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
 
 def hist_bin_edges() -> list[float]:
     """Lower edge |x| of each histogram bin (bin 0 is exact zero, edge 0)."""
@@ -51,12 +53,112 @@ def _segsum(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.segment_reduce(values, "sum", lengths=lengths, unsafe=True)
 
 
+_EXP_BIAS = 127  # float32
+_FAST_LIMIT = 0x5D5E0B6B  # float32 bits of about 1e18: beyond, squares need the exact path
+
+
+class _Workspace:
+    """CPU fast-path buffers for one tensor layout, reused every step.
+
+    Reuse matters: a fresh multi-MB tensor per pass means fresh pages and page faults,
+    which cost more than the arithmetic on the small CPU models this path serves.
+    """
+
+    def __init__(self, numels: tuple[int, ...]) -> None:
+        import warnings
+
+        lengths = torch.tensor(numels, dtype=torch.int64)
+        n, total = len(numels), int(lengths.sum())
+        self.sizes = list(numels)
+        self.key_base = torch.repeat_interleave(torch.arange(n, dtype=torch.int32) * HIST_BINS, lengths)
+        crow = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+        with warnings.catch_warnings():  # "sparse CSR is beta": we only use CSR x dense vector
+            warnings.simplefilter("ignore")
+            # Row i of this 0/1 matrix sums segment i: one sequential float64 pass per row.
+            self.summer = torch.sparse_csr_tensor(crow, torch.arange(total), torch.ones(total, dtype=torch.float64),
+                                                  size=(n, total))
+        self.flat = torch.empty(total, dtype=torch.float32)
+        self.other = torch.empty(total, dtype=torch.float32)
+        self.bits = torch.empty(total, dtype=torch.int32)
+        self.bins = torch.empty(total, dtype=torch.int32)
+        self.mask = torch.empty(total, dtype=torch.bool)
+        self.key = torch.empty(total, dtype=torch.int32)
+        self.x64 = torch.empty(total, dtype=torch.float64)
+
+    def gather(self, tensors: Sequence[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+        parts = [t.detach().reshape(-1) for t in tensors]
+        if all(p.dtype == torch.float32 for p in parts):
+            torch.cat(parts, out=out)
+        else:
+            out.copy_(torch.cat(parts))
+        return out
+
+    def segment_sum(self, values: torch.Tensor, square: bool = False) -> torch.Tensor:
+        """Per-tensor sums (of squares) of a flat vector, accumulated in float64."""
+        self.x64.copy_(values)
+        if square:
+            self.x64.square_()
+        return torch.mv(self.summer, self.x64)
+
+
 class TorchStatsBackend:
-    """Batched per-tensor statistics with torch ops: the reference every backend matches."""
+    """Batched per-tensor statistics with torch ops: the reference every backend matches.
+
+    On the CPU a fast path (float32 bit tricks, one bincount, sparse-row sums, buffers
+    reused between steps) computes the same numbers when every value is finite and below
+    ~1e18; otherwise, and on other devices, the exact float64 path runs.  Both are
+    checked against per-tensor float64 computations in the tests.
+    """
 
     name = "torch"
 
+    def __init__(self) -> None:
+        self._workspaces: dict[tuple[int, ...], _Workspace] = {}
+
+    def _workspace(self, tensors: Sequence[torch.Tensor]) -> _Workspace | None:
+        if not tensors or tensors[0].device.type != "cpu" or any(t.numel() == 0 for t in tensors):
+            return None
+        if not all(t.dtype in _FAST_DTYPES for t in tensors):
+            return None
+        key = tuple(t.numel() for t in tensors)
+        ws = self._workspaces.get(key)
+        if ws is None:
+            if len(self._workspaces) >= 4:
+                self._workspaces.clear()
+            ws = self._workspaces[key] = _Workspace(key)
+        return ws
+
     def grad_stats(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        ws = self._workspace(tensors)
+        out = self._grad_stats_cpu(ws, tensors) if ws is not None else None
+        return out if out is not None else self.grad_stats_exact(tensors)
+
+    def _grad_stats_cpu(self, ws: _Workspace, tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
+        """CPU fast path; None when a value needs the exact path (non-finite or huge)."""
+        flat = ws.gather(tensors, ws.flat)
+        bits = torch.bitwise_and(flat.view(torch.int32), 0x7FFFFFFF, out=ws.bits)
+        if int(bits.max()) >= _FAST_LIMIT:  # CPU tensor: reading it costs no device sync
+            return None
+        n = len(tensors)
+        # floor(log2|x|) of a normal float32 is its biased exponent - 127; subnormals land in bin 1.
+        bins = torch.bitwise_right_shift(bits, 23, out=ws.bins)
+        bins.sub_(_EXP_BIAS + HIST_EXP_MIN - 1).clamp_(1, HIST_BINS - 1)
+        bins.mul_(torch.clamp(bits, max=1, out=ws.key))  # exact zeros -> bin 0 (bits 0 -> factor 0)
+        bins.add_(ws.key_base)
+        hist = torch.bincount(bins, minlength=n * HIST_BINS).view(n, HIST_BINS).to(torch.float64)
+        out = torch.empty(n, GRAD_COLS, dtype=torch.float64)
+        out[:, COL_SUM] = ws.segment_sum(flat)
+        views = bits.view(torch.float32).split(ws.sizes)
+        out[:, COL_SUMSQ] = ws.segment_sum(flat, square=True)
+        out[:, COL_ABSMAX] = torch.stack(torch._foreach_max(views) if hasattr(torch, "_foreach_max")
+                                         else [v.max() for v in views])
+        out[:, COL_NONFINITE] = 0.0
+        out[:, COL_ZEROS] = hist[:, 0]
+        out[:, HIST_OFFSET:] = hist
+        return out
+
+    def grad_stats_exact(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """float64 path for any device and any values (NaN, Inf, huge magnitudes)."""
         n = len(tensors)
         if n == 0:
             return torch.zeros(0, GRAD_COLS, dtype=torch.float64)
@@ -84,10 +186,32 @@ class TorchStatsBackend:
         return out
 
     def snapshot(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Copy of the weights before an optimizer step (4 or 2 bytes per element)."""
-        return torch.cat([t.detach().reshape(-1) for t in tensors]) if tensors else torch.zeros(0)
+        """Copy of the weights before an optimizer step (their own dtype; a reused buffer on CPU)."""
+        if not tensors:
+            return torch.zeros(0)
+        ws = self._workspace(tensors)
+        if ws is not None:
+            return ws.gather(tensors, ws.other)
+        return torch.cat([t.detach().reshape(-1) for t in tensors])
 
     def update_stats(self, before: torch.Tensor, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        ws = self._workspace(tensors)
+        if ws is not None and before is ws.other:
+            return self._update_stats_cpu(ws, tensors)
+        return self.update_stats_exact(before, tensors)
+
+    def _update_stats_cpu(self, ws: _Workspace, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        new, old = ws.gather(tensors, ws.flat), ws.other
+        out = torch.empty(len(tensors), UPDATE_COLS, dtype=torch.float64)
+        out[:, UCOL_CHANGED] = ws.segment_sum(torch.ne(new, old, out=ws.mask))
+        out[:, UCOL_DIFFSQ] = ws.segment_sum(new.sub_(old), square=True)
+        out[:, UCOL_WEIGHTSQ] = ws.segment_sum(old, square=True)
+        if not bool(torch.isfinite(out).all()):
+            return self.update_stats_exact(old, tensors)  # NaN/Inf weights or updates: exact path
+        return out
+
+    def update_stats_exact(self, before: torch.Tensor, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """float64 path for any device and any values."""
         n = len(tensors)
         if n == 0:
             return torch.zeros(0, UPDATE_COLS, dtype=torch.float64)

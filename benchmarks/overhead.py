@@ -1,0 +1,72 @@
+"""Step time with and without ModelTracer (statistics every step), interleaved pairs.
+
+    python benchmarks/overhead.py [--pairs 30] [--steps 20]
+
+For each model, blocks of ``--steps`` training steps alternate between a plain loop and
+the same loop under a tracer; the ratio traced/plain of every adjacent pair is taken and
+the median printed (interleaving cancels drift from thermal state and other load).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from dsnotebook import ModelTracer
+from dsnotebook.examples import DigitsCNN, DigitsTransformer, load_digits_tensors
+
+
+def _block(model, opt, xb, yb, steps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    return (time.perf_counter() - t0) / steps
+
+
+def measure(name: str, model: torch.nn.Module, batch: int, pairs: int, steps: int) -> dict:
+    x, y, _, _ = load_digits_tensors()
+    xb, yb = x[:batch], y[:batch]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    tracer = ModelTracer(model, opt, every=1, keep=256)
+    _block(model, opt, xb, yb, steps)  # warm-up
+    with tracer:
+        _block(model, opt, xb, yb, steps)
+    plain, traced, ratios = [], [], []
+    for i in range(pairs):
+        order = (False, True) if i % 2 == 0 else (True, False)
+        t = {}
+        for on in order:
+            if on:
+                with tracer:
+                    t[on] = _block(model, opt, xb, yb, steps)
+            else:
+                t[on] = _block(model, opt, xb, yb, steps)
+        plain.append(t[False]); traced.append(t[True]); ratios.append(t[True] / t[False])
+    q = statistics.quantiles(ratios, n=4)
+    return {"model": name, "tensors": len(list(model.parameters())), "batch": batch,
+            "plain_ms": 1e3 * statistics.median(plain), "traced_ms": 1e3 * statistics.median(traced),
+            "overhead_pct": 100 * (statistics.median(ratios) - 1), "iqr_pct": (100 * (q[0] - 1), 100 * (q[2] - 1)),
+            "recorded_steps": len(tracer.run.steps)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--pairs", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=20)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; statistics every step")
+    print(f"{'model':<22}{'tensors':>8}{'batch':>6}{'plain ms':>10}{'traced ms':>11}{'overhead':>10}  IQR")
+    for name, model, batch in (("digits CNN", DigitsCNN(), 64), ("transformer encoder", DigitsTransformer(), 128)):
+        r = measure(name, model, batch, args.pairs, args.steps)
+        print(f"{r['model']:<22}{r['tensors']:>8}{r['batch']:>6}{r['plain_ms']:>10.2f}{r['traced_ms']:>11.2f}"
+              f"{r['overhead_pct']:>9.1f}%  [{r['iqr_pct'][0]:+.1f}%, {r['iqr_pct'][1]:+.1f}%]")
+
+
+if __name__ == "__main__":
+    main()
