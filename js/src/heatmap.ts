@@ -364,7 +364,7 @@ export default () => {
       const tensorColW = showTensor ? Math.min(TENSOR_COL_MAX, Math.ceil(tenW) + 8) : 0;
       const x0 = moduleColW + tensorColW + 4;
       const avail = Math.max(240, Math.floor(host.clientWidth || root.clientWidth || 800) - 12);
-      const plotMax = Math.max(60, avail - x0 - 8);
+      const plotMax = Math.max(60, avail - x0 - 34);
       let cellW: number;
       let agg = 1;
       let nBins = C;
@@ -376,7 +376,7 @@ export default () => {
         cellW = 1;
       }
       const plotW = Math.max(nBins * cellW, 60);
-      const cssW = Math.ceil(x0 + plotW + 8);
+      const cssW = Math.ceil(x0 + plotW + 34);
       const cssH = PAD_TOP + R * cellH + AXIS_H;
       return { cssW, cssH, x0, y0: PAD_TOP, cellW, cellH, agg, nBins, moduleColW, tensorColW };
     };
@@ -445,8 +445,11 @@ export default () => {
           for (let r = 0; r < R; r++) {
             const idx = colorIndex(binVal[r], lo, hi, log);
             const color = idx < 0 ? nanPx : lutPacked[idx] ?? nanPx;
-            for (let y = rowY[r]; y < rowY[r + 1]; y++) {
-              out.fill(color, y * pw + xa, y * pw + xb);
+            const ya = rowY[r];
+            const yb = rowY[r + 1];
+            for (let y = ya; y < yb; y++) {
+              const o = y * pw;
+              for (let x = xa; x < xb; x++) out[o + x] = color;
             }
             if (binMark[r]) marks.push([b, r]);
           }
@@ -483,35 +486,45 @@ export default () => {
         }
       }
 
-      // labels: module groups (alternating bands) and tensor names
+      // labels: module groups (alternating bands when tall enough) and tensor names
       ctx.font = LABEL_FONT;
       ctx.textBaseline = "middle";
       const rs = rows();
       let r = 0;
       let band = 0;
+      let nextLabelY = -Infinity;
       while (r < R) {
         const mod = rs[r] ? rs[r].module : "";
         let e = r + 1;
         while (e < R && rs[e] && rs[e].module === mod) e++;
         const yTop = g.y0 + r * g.cellH;
         const h = (e - r) * g.cellH;
-        if (band % 2 === 1) {
-          ctx.globalAlpha = 0.07;
-          ctx.fillStyle = fg;
-          ctx.fillRect(0, yTop, g.x0 - 2, h);
-          ctx.globalAlpha = 1;
-        }
-        if (r > 0) {
-          ctx.globalAlpha = 0.25;
-          ctx.fillStyle = fg;
-          ctx.fillRect(0, yTop, g.x0 - 2, 1);
+        if (h >= 6) {
+          if (band % 2 === 1) {
+            ctx.globalAlpha = 0.07;
+            ctx.fillStyle = fg;
+            ctx.fillRect(0, yTop, g.x0 - 2, h);
+          }
+          if (r > 0) {
+            ctx.globalAlpha = 0.25;
+            ctx.fillStyle = fg;
+            ctx.fillRect(0, yTop, g.x0 - 2, 1);
+          }
           ctx.globalAlpha = 1;
         }
         ctx.fillStyle = fg;
-        if (h >= 10 || (g.cellH >= 9 && e - r >= 1)) {
-          const ty = g.cellH >= 9 ? yTop + g.cellH / 2 : yTop + h / 2;
+        // module name at the group's first row; with tiny rows, as many as fit
+        const ty = g.cellH >= 9 ? yTop + g.cellH / 2 : yTop + Math.min(h, 12) / 2;
+        if (g.cellH >= 9 || ty >= nextLabelY) {
           ctx.textAlign = "left";
-          ctx.fillText(ellipsize(ctx, mod || "(root)", g.moduleColW - 8), 3, ty);
+          const yy = Math.max(ty, g.y0 + 6);
+          ctx.fillText(ellipsize(ctx, mod || "(root)", g.moduleColW - 10), 3, yy);
+          if (g.cellH < 9) {
+            ctx.globalAlpha = 0.4;
+            ctx.fillRect(g.x0 - 5, yTop, 3, Math.max(1, h));
+            ctx.globalAlpha = 1;
+          }
+          nextLabelY = yy + 13;
         }
         if (g.tensorColW > 0) {
           ctx.globalAlpha = 0.75;
@@ -537,26 +550,31 @@ export default () => {
         ctx.globalAlpha = 1;
       } else {
         const plotW = g.nBins * g.cellW;
-        const nTicks = Math.max(1, Math.min(8, Math.floor(plotW / 90)));
-        const seen = new Set<number>();
+        // a tick every k drawn columns, k a 1-2-5 number giving >= 70 px between ticks
+        const want = Math.max(1, 70 / g.cellW);
+        const mag = Math.pow(10, Math.floor(Math.log10(want)));
+        const k = [1, 2, 5, 10].map((m) => m * mag).find((m) => m >= want) ?? 10 * mag;
+        ctx.textAlign = "center";
         let lastRight = -Infinity;
-        for (let i = 0; i <= nTicks; i++) {
-          const b = Math.min(g.nBins - 1, Math.round((i / nTicks) * (g.nBins - 1)));
-          if (seen.has(b)) continue;
-          seen.add(b);
-          const step = store.steps[Math.min(C - 1, b * g.agg)];
-          const label = String(step);
+        const tickAt = (b: number) => {
+          const label = String(store.steps[Math.min(C - 1, b * g.agg)]);
           const w = ctx.measureText(label).width;
-          let x = g.x0 + (b + 0.5) * g.cellW;
-          x = Math.min(Math.max(x, g.x0 + w / 2), g.x0 + plotW - w / 2 + 8);
-          if (x - w / 2 < lastRight + 6) continue;
-          ctx.textAlign = "center";
+          const cx = g.x0 + (b + 0.5) * g.cellW;
+          const x = Math.max(cx, g.x0 + w / 2);
+          if (x - w / 2 < lastRight + 8) return;
+          ctx.globalAlpha = 1;
           ctx.fillText(label, x, yAxis);
           ctx.globalAlpha = 0.5;
-          ctx.fillRect(g.x0 + (b + 0.5) * g.cellW - 0.5, yAxis - 3, 1, 3);
+          ctx.fillRect(cx - 0.5, yAxis - 3, 1, 3);
           ctx.globalAlpha = 1;
           lastRight = x + w / 2;
-        }
+        };
+        for (let b = 0; b < g.nBins; b += k) tickAt(b);
+        if (g.nBins > 1 && lastRight < g.x0 + plotW - 24) tickAt(g.nBins - 1);
+        ctx.globalAlpha = 0.6;
+        ctx.textAlign = "left";
+        ctx.fillText("step", g.x0 + plotW + 6, yAxis);
+        ctx.globalAlpha = 1;
       }
 
       drawColorbar(lo, hi, log, fg);
@@ -682,8 +700,9 @@ export default () => {
       let left = canRect.left - rootRect.left + x + 14;
       let top = canRect.top - rootRect.top + y + 14;
       const tw = tooltip.offsetWidth;
+      const th = tooltip.offsetHeight;
       if (left + tw > root.clientWidth) left = Math.max(0, left - tw - 28);
-      if (top < 0) top = 0;
+      if (top + th > root.clientHeight) top = Math.max(0, top - th - 24);
       tooltip.style.left = `${left}px`;
       tooltip.style.top = `${top}px`;
     };

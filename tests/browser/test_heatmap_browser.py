@@ -163,7 +163,9 @@ def check_marks(page: Any, marked: set[tuple[int, int]]) -> None:
 
 
 def hover_cell(page: Any, row: int, col: int) -> str:
+    """Move the mouse over cell (row, col) (col: drawn column/bin); the tooltip text."""
     canvas = widget_state(page)["canvas"]
+    first_col = col * int(canvas["agg"])
     box = page.locator(".dsn-heatmap-canvas").bounding_box()
     x, y = cell_center(canvas, row, col)
     page.mouse.move(box["x"] + x, box["y"] + y)
@@ -171,7 +173,7 @@ def hover_cell(page: Any, row: int, col: int) -> str:
     tip.wait_for(state="visible", timeout=5000)
     page.wait_for_function(
         f"() => document.querySelector('.dsn-tooltip').dataset.row === '{row}'"
-        f" && document.querySelector('.dsn-tooltip').dataset.col === '{col}'")
+        f" && document.querySelector('.dsn-tooltip').dataset.col === '{first_col}'")
     return tip.text_content() or ""
 
 
