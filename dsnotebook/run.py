@@ -42,7 +42,7 @@ class _StepRecord:
     """Everything recorded at one step; arrays are small (one row per tensor)."""
 
     grad_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    grad_vals: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.float32))
+    grad_vals: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.float64))
     hist: np.ndarray = field(default_factory=lambda: np.zeros((0, HIST_BINS), np.uint32))
     upd_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     upd_vals: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
@@ -52,7 +52,7 @@ class _StepRecord:
 
 
 def derive_grad_fields(raw: np.ndarray, numel: np.ndarray) -> np.ndarray:
-    """Backend layout (sum, sumsq, absmax, nonfinite, zeros, hist) -> GRAD_FIELDS, float32."""
+    """Backend layout (sum, sumsq, absmax, nonfinite, zeros, hist) -> GRAD_FIELDS (float64)."""
     raw = np.asarray(raw, dtype=np.float64)
     numel = np.asarray(numel, dtype=np.float64)
     finite_n = numel - raw[:, COL_NONFINITE]
@@ -65,7 +65,7 @@ def derive_grad_fields(raw: np.ndarray, numel: np.ndarray) -> np.ndarray:
         [np.sqrt(raw[:, COL_SUMSQ]), mean, std, raw[:, COL_ABSMAX], raw[:, COL_NONFINITE], zero_frac],
         axis=1,
     )
-    return out.astype(np.float32)
+    return out  # float64: norms of float32 tensors can exceed the float32 range
 
 
 def derive_update_fields(raw: np.ndarray, numel: np.ndarray) -> np.ndarray:
@@ -185,9 +185,9 @@ class Run:
         return sum(r.nbytes() for r in self._steps.values())
 
     def matrix(self, field_name: str, steps: Iterable[int] | None = None) -> np.ndarray:
-        """Dense float32 [n_tensors, n_steps] of one statistic; NaN where nothing was recorded."""
+        """Dense float64 [n_tensors, n_steps] of one statistic; NaN where nothing was recorded."""
         steps = self.steps if steps is None else list(steps)
-        out = np.full((len(self.tensors), len(steps)), np.nan, dtype=np.float32)
+        out = np.full((len(self.tensors), len(steps)), np.nan, dtype=np.float64)
         if field_name in GRAD_FIELDS:
             col, ids_attr, vals_attr = GRAD_FIELDS.index(field_name), "grad_ids", "grad_vals"
         elif field_name in UPDATE_FIELDS:

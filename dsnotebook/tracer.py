@@ -128,6 +128,9 @@ class ModelTracer:
         self._snapshots: dict[int, list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]]] = {}
         self._explicit_snapshot: list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]] | None = None
         self._hook_steps = 0
+        self._known_owned: set[int] = set()  # tensors some optimizer of ours updates
+        for opt in optimizers:
+            self._known_owned.update(self._owned(opt))
         self._views: list[Any] = []
 
     # -- metadata -----------------------------------------------------------------------
@@ -203,22 +206,22 @@ class ModelTracer:
             owned = self._owned(opt)
             if not owned:
                 return  # another model's optimizer (global hooks)
+            self._known_owned.update(owned)
             if id(opt) in self._stepped:
                 self._close_step()
-            if not self._stepped:  # first optimizer of this step: also read uncovered params
-                mine = set(owned)
-                owned = owned + [i for i in range(len(self._params)) if i not in self._captured and i not in mine]
+            ids = list(dict.fromkeys(owned))
+            if not self._stepped:  # first optimizer of this step: also read params no optimizer owns
+                ids += [i for i in range(len(self._params)) if i not in self._known_owned]
             self._stepped.add(id(opt))
             self._hook_steps += 1
             if not self._recording():
                 return
-            ids = [i for i in dict.fromkeys(owned) if i not in self._captured and self._params[i].grad is not None]
-            self._captured.update(ids)
-            self._grad_stats(ids)
+            with_grad = [i for i in ids if self._params[i].grad is not None]
+            self._grad_stats([i for i in with_grad if i not in self._captured])
+            self._captured.update(with_grad)
             if self.track_updates:
-                mine = set(self._owned(opt))
-                upd = [i for i in ids if i in mine]
-                self._snapshots[id(opt)] = self._snapshot(upd)
+                self._snapshots[id(opt)] = self._snapshot([i for i in dict.fromkeys(owned)
+                                                           if self._params[i].grad is not None])
         except Exception as exc:  # never break the user's training from inside a hook
             self._warn_internal(exc)
 

@@ -1,0 +1,276 @@
+"""CupyStatsBackend: the statistics of ``dsnotebook.stats`` from fused CuPy raw kernels.
+
+Design (issue 3):
+
+* One launch for all tensors of a call: block -> (tensor, 64Ki-element chunk), as in
+  multi_tensor_apply.  The per-tensor table (pointer, numel, dtype, layout) and the
+  block map are built once per set of tensors and cached (``plans.PlanCache``); a
+  cached call costs a key check and one ``cuLaunchKernel``.
+* Zero-copy: the kernels read the tensors' memory through their data pointers (what
+  ``__cuda_array_interface__`` / DLPack would hand over) and write into torch-owned
+  buffers; no array is converted or copied on the way in or out.
+* Asynchronous: everything is enqueued on torch's *current* stream; there is no host
+  synchronisation, ``.item()`` or ``.cpu()``.  The one exception is building a plan
+  for a new set of tensors, which uploads the table from pinned memory
+  (non-blocking) and allocates buffers through torch's caching allocator.
+* Output buffer reuse: ``grad_stats`` / ``update_stats`` return a tensor that belongs to
+  the plan and is overwritten by the next call for the same set of tensors.  That is
+  safe when the caller enqueues its device->pinned-host copy on the current stream right
+  after the call (the next launch is ordered after that copy), which is what the tracer
+  does.  To keep several results on the device, pass ``out=`` or ``.clone()`` them.
+  Likewise partial rows, tickets and the snapshot buffer are reused launch after
+  launch: calls for one set of tensors must stay on one stream.
+* Determinism: per-block partials reduced in block order by the last block of each
+  tensor (see ``grad_stats.cu``); results are bitwise identical run to run.
+* Strides: see ``layout.py`` (dense in any order and strided views in-kernel; only
+  >6-dim strided or misaligned tensors are staged through a copy).
+* Update statistics: a flat snapshot (1 read + 1 write of the weights) and one fused
+  pass over snapshot + new weights: 4 x element size bytes per parameter in total
+  (16 B fp32, 8 B bf16/fp16).  A snapshot stays valid until the next ``snapshot`` call
+  for the same tensors.
+* Anything the kernels do not handle (CPU tensors, float64 or integer tensors, tensors
+  on several devices) goes to the torch reference backend unchanged.
+"""
+from __future__ import annotations
+
+import pathlib
+import threading
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..stats import GRAD_COLS, UPDATE_COLS, TorchStatsBackend
+from . import layout as L
+from .plans import PlanCache
+
+KERNEL_DIR = pathlib.Path(__file__).resolve().parent
+_compile_lock = threading.Lock()
+_modules: dict[int, dict[str, Any]] = {}  # device index -> kernel name -> launcher
+
+
+def _compile(device_index: int) -> dict[str, Any]:
+    """Compile both .cu files once per device (cupy also caches the binaries on disk)."""
+    import cupy
+
+    with _compile_lock:
+        if device_index in _modules:
+            return _modules[device_index]
+        fns: dict[str, Any] = {}
+        with cupy.cuda.Device(device_index):
+            for src, names in (("grad_stats.cu", ("dsn_grad_stats",)),
+                               ("update_stats.cu", ("dsn_snapshot", "dsn_update_stats"))):
+                code = (KERNEL_DIR / src).read_text()
+                mod = cupy.RawModule(code=code, options=("-std=c++17", f"-I{KERNEL_DIR}"))
+                for name in names:
+                    fns[name] = _Launcher(mod.get_function(name))
+        _modules[device_index] = fns
+        return fns
+
+
+class _StreamRef:
+    """A raw stream pointer in the CUDA stream protocol (for cupy's from_external)."""
+
+    def __init__(self, ptr: int):
+        self.ptr = ptr
+
+    def __cuda_stream__(self) -> tuple[int, int]:
+        return (0, self.ptr)
+
+
+_streams: dict[int, Any] = {}
+
+
+def _cupy_stream(ptr: int) -> Any:
+    s = _streams.get(ptr)
+    if s is None:
+        import cupy
+
+        try:
+            s = cupy.cuda.Stream.from_external(_StreamRef(ptr))
+        except (AttributeError, TypeError):
+            s = cupy.cuda.ExternalStream(ptr)
+        _streams[ptr] = s
+    return s
+
+
+class _Launcher:
+    """cuLaunchKernel on a given stream with the least Python in between."""
+
+    def __init__(self, raw_kernel: Any):
+        self.raw = raw_kernel
+        self.fn = raw_kernel.kernel  # compiles now, not inside the first timed step
+        self._direct = True
+
+    def __call__(self, grid: int, args: tuple, stream_ptr: int) -> None:
+        stream = _cupy_stream(stream_ptr)
+        if self._direct:
+            try:
+                self.fn((grid,), (L.THREADS,), args, 0, stream)
+                return
+            except TypeError:
+                self._direct = False
+        with stream:
+            self.raw((grid,), (L.THREADS,), args)
+
+
+class _Plan:
+    """Device-side table, block map and reusable buffers for one set of tensors.
+
+    ``fallback`` plans mark sets the kernels do not handle (checked once per set, not
+    per call: the key includes every pointer and dtype).
+    """
+
+    fallback = False
+
+    def __init__(self, tensors: Sequence[torch.Tensor], key: tuple):
+        dev = tensors[0].device
+        if not _supported(tensors):
+            self.fallback = True
+            return
+        self.device = dev
+        self.device_index = dev.index if dev.index is not None else torch.cuda.current_device()
+        self.n = len(tensors)
+        self.staged: list[tuple[int, torch.Tensor]] = []
+        specs = []
+        for i, t in enumerate(tensors):
+            sp = L.TensorSpec.of(t)
+            if L.needs_staging(sp):
+                buf = torch.empty(t.shape, dtype=t.dtype, device=dev)
+                self.staged.append((i, buf))
+                sp = L.TensorSpec.of(buf)
+            specs.append(sp)
+        arr = L.build_plan(specs)
+        self.nblocks = arr.nblocks
+        self.snap_bytes = arr.snap_bytes
+        # Pinned staging + non_blocking: no host sync; the host arrays live with the plan.
+        self._host = (torch.from_numpy(arr.meta).pin_memory(), torch.from_numpy(arr.bmap).pin_memory())
+        self.meta = self._host[0].to(dev, non_blocking=True)
+        self.bmap = self._host[1].to(dev, non_blocking=True)
+        nb = self.nblocks
+        z = dict(device=dev)
+        self.gpart_f = torch.empty(nb * L.GPART_F, dtype=torch.float64, **z)
+        self.gpart_u = torch.empty(nb * L.GPART_U, dtype=torch.int32, **z)
+        self.gtickets = torch.zeros(self.n, dtype=torch.int32, **z)
+        self.upart_f = torch.empty(nb * L.UPART_F, dtype=torch.float64, **z)
+        self.upart_u = torch.empty(nb * L.UPART_U, dtype=torch.int32, **z)
+        self.utickets = torch.zeros(self.n, dtype=torch.int32, **z)
+        self.grad_out = torch.empty(self.n, GRAD_COLS, dtype=torch.float64, **z)
+        self.update_out = torch.empty(self.n, UPDATE_COLS, dtype=torch.float64, **z)
+        self.snap: torch.Tensor | None = None
+        p = torch.Tensor.data_ptr
+        self.grad_args = (p(self.meta), p(self.bmap), p(self.gpart_f), p(self.gpart_u), p(self.gtickets))
+        self.upd_args = (p(self.meta), p(self.bmap))
+        self.upd_bufs = (p(self.upart_f), p(self.upart_u), p(self.utickets))
+
+    def stage(self, tensors: Sequence[torch.Tensor]) -> None:
+        for i, buf in self.staged:
+            buf.copy_(tensors[i])
+
+
+class _Snapshot:
+    """Opaque result of ``snapshot``: the plan it belongs to (its buffer is plan.snap).
+
+    Holds the tensors it was taken of (views of the weights: no memory) so that
+    ``update_stats`` with the same objects only re-checks their data pointers.
+    """
+
+    __slots__ = ("plan", "fallback", "tensors", "ids", "ptrs")
+
+    def __init__(self, plan: _Plan | None, fallback: Any = None,
+                 tensors: Sequence[torch.Tensor] = ()):
+        self.plan = plan
+        self.fallback = fallback
+        self.tensors = tensors
+        self.ids = tuple(map(id, tensors))
+        self.ptrs = tuple(map(torch.Tensor.data_ptr, tensors)) if plan is not None else ()
+
+
+def _supported(tensors: Sequence[torch.Tensor]) -> bool:
+    dev = tensors[0].device
+    if dev.type != "cuda":
+        return False
+    codes = L.DTYPE_CODES
+    for t in tensors:
+        if t.dtype not in codes or t.device != dev:
+            return False
+    return True
+
+
+class CupyStatsBackend:
+    """Same numbers and layout as ``TorchStatsBackend``, from two or three fused launches."""
+
+    name = "cupy"
+
+    def __init__(self) -> None:
+        self._reference = TorchStatsBackend()
+        self._grad_plans: PlanCache[_Plan] = PlanCache(_Plan)
+        self._param_plans: PlanCache[_Plan] = PlanCache(_Plan)
+
+    # -- helpers -----------------------------------------------------------------
+    @staticmethod
+    def _launch(plan: _Plan, name: str, args: tuple) -> None:
+        idx = plan.device_index
+        fns = _modules.get(idx) or _compile(idx)
+        if torch.cuda.current_device() != idx:
+            with torch.cuda.device(idx):
+                fns[name](plan.nblocks, args, torch._C._cuda_getCurrentRawStream(idx))
+        else:
+            fns[name](plan.nblocks, args, torch._C._cuda_getCurrentRawStream(idx))
+
+    @staticmethod
+    def _out(out: torch.Tensor | None, default: torch.Tensor) -> torch.Tensor:
+        if out is None:
+            return default
+        if (out.shape != default.shape or out.dtype != torch.float64
+                or out.device != default.device or not out.is_contiguous()):
+            raise ValueError(f"out must be a contiguous float64 {tuple(default.shape)} tensor "
+                             f"on {default.device}")
+        return out
+
+    # -- the backend protocol ----------------------------------------------------
+    def grad_stats(self, tensors: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+        if len(tensors) == 0:
+            return torch.zeros(0, GRAD_COLS, dtype=torch.float64)
+        if not tensors[0].is_cuda:
+            return self._reference.grad_stats(tensors)
+        plan = self._grad_plans.get(tensors)
+        if plan.fallback:
+            return self._reference.grad_stats(tensors)
+        if plan.staged:
+            plan.stage(tensors)
+        res = self._out(out, plan.grad_out)
+        self._launch(plan, "dsn_grad_stats", plan.grad_args + (res.data_ptr(),))
+        return res
+
+    def snapshot(self, tensors: Sequence[torch.Tensor]) -> _Snapshot:
+        if len(tensors) == 0 or not tensors[0].is_cuda:
+            return _Snapshot(None, self._reference.snapshot(tensors))
+        plan = self._param_plans.get(tensors)
+        if plan.fallback:
+            return _Snapshot(None, self._reference.snapshot(tensors))
+        if plan.staged:
+            plan.stage(tensors)
+        if plan.snap is None:
+            plan.snap = torch.empty(plan.snap_bytes, dtype=torch.uint8, device=plan.device)
+        self._launch(plan, "dsn_snapshot", plan.upd_args + (plan.snap.data_ptr(),))
+        return _Snapshot(plan, tensors=tensors)
+
+    def update_stats(self, before: _Snapshot, tensors: Sequence[torch.Tensor],
+                     out: torch.Tensor | None = None) -> torch.Tensor:
+        if before.plan is None:
+            return self._reference.update_stats(before.fallback, tensors)
+        if (tuple(map(id, tensors)) == before.ids
+                and tuple(map(torch.Tensor.data_ptr, tensors)) == before.ptrs):
+            plan = before.plan  # the very tensors of the snapshot, still in place
+        else:
+            plan = self._param_plans.get(tensors)
+        if plan is not before.plan:
+            raise ValueError("update_stats: the tensors changed (pointers, shapes, strides or "
+                             "dtypes) since snapshot(); take a new snapshot")
+        if plan.staged:
+            plan.stage(tensors)
+        res = self._out(out, plan.update_out)
+        args = plan.upd_args + (plan.snap.data_ptr(),) + plan.upd_bufs + (res.data_ptr(),)
+        self._launch(plan, "dsn_update_stats", args)
+        return res

@@ -1,0 +1,176 @@
+// Gradient statistics for a whole list of tensors in one launch.
+//
+// Block b works on chunk bmap[b].y of tensor bmap[b].x (multi_tensor_apply style) and
+// computes over finite elements: sum and sum of squares (fp64 per thread, so 1e30^2
+// cannot overflow and 1e-30^2 cannot underflow), abs-max, the non-finite count and a
+// 64-bin floor(log2|x|) histogram.  The histogram lives in shared memory with one
+// private column per thread (hist[bin][thread]): a thread's atomicAdd never meets
+// another lane's address, so there are no bank conflicts and no contention however
+// concentrated the gradient's magnitudes are.
+//
+// Determinism: a tensor that spans several blocks has each block write a partial row;
+// the block that finishes last (atomic ticket per tensor) reduces the rows in block
+// order with a fixed tree, writes the output row and resets the ticket for the next
+// launch.  Floating-point sums therefore never depend on scheduling; counts are
+// integers and exact.
+#include "common.cuh"
+
+namespace dsn {
+
+struct GradVisit {
+  double s, q;
+  float mx;
+  u32 nf;
+  u32* col;  // this thread's histogram column in shared memory
+
+  __device__ __forceinline__ void operator()(float x) {
+    const bool fin = finite_f32(x);
+    const float v = fin ? x : 0.0f;   // non-finite: counted, then treated as 0 below
+    nf += fin ? 0u : 1u;
+    mx = fmaxf(mx, fabsf(v));
+    const double d = (double)v;
+    s += d;
+    q = fma(d, d, q);
+    // floor(log2|v|) = biased exponent - 127 for normals; subnormals (exponent 0) clamp
+    // to bin 1, exact zeros (and the zeroed non-finite values) go to bin 0.
+    const u32 a = __float_as_uint(v) << 1;
+    const int e = (int)(a >> 24);
+    const int lo = (int)min(a, 1u);
+    const int bin = min(max(e + (1 - HIST_EXP_MIN - 127), lo), HIST_BINS - 1);
+    atomicAdd(col + bin * THREADS, 1u);
+  }
+};
+
+template <class Visit>
+__device__ __forceinline__ void visit_chunk(const i64* __restrict__ m, i64 chunk, Visit& v) {
+  const i64 numel = __ldg(m + M_NUMEL);
+  const i64 start = chunk * CHUNK;
+  const i64 rest = numel - start;
+  const int len = (int)(rest < CHUNK ? (rest > 0 ? rest : 0) : CHUNK);
+  const char* base = reinterpret_cast<const char*>(__ldg(m + M_PTR));
+  const int dt = (int)__ldg(m + M_DTYPE);
+  if (__ldg(m + M_MODE) == MODE_DENSE) {
+    if (dt == DT_F32) dense_chunk<DT_F32>(base + start * 4, len, v);
+    else if (dt == DT_BF16) dense_chunk<DT_BF16>(base + start * 2, len, v);
+    else dense_chunk<DT_F16>(base + start * 2, len, v);
+  } else {
+    if (dt == DT_F32) strided_chunk<DT_F32>(m, base, start, len, v);
+    else if (dt == DT_BF16) strided_chunk<DT_BF16>(m, base, start, len, v);
+    else strided_chunk<DT_F16>(m, base, start, len, v);
+  }
+}
+
+}  // namespace dsn
+
+using namespace dsn;
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+dsn_grad_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
+               double* __restrict__ part_f, u32* __restrict__ part_u,
+               u32* __restrict__ tickets, double* __restrict__ out) {
+  __shared__ u32 hist[HIST_BINS * THREADS];
+  __shared__ u32 tot[HIST_BINS];
+  __shared__ double scratch[NWARPS];
+  __shared__ float smx[NWARPS];
+  __shared__ u32 snf[NWARPS];
+  __shared__ double fin_s, fin_q;
+  __shared__ float fin_mx;
+  __shared__ u32 fin_nf;
+  __shared__ u64 ctot[NWARPS][GPART_U];
+  __shared__ bool am_last;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int2 bm = bmap[blockIdx.x];
+  const int t = bm.x;
+  const i64* m = meta + (i64)t * M_COLS;
+
+#pragma unroll 16
+  for (int b = 0; b < HIST_BINS; ++b) hist[b * THREADS + tid] = 0u;  // own column only
+
+  GradVisit v{0.0, 0.0, 0.0f, 0u, hist + tid};
+  visit_chunk(m, (i64)bm.y, v);
+
+  // Block reduction.  Floats: fixed shuffle tree then warps in order (deterministic).
+  float mx = v.mx;
+  u32 nf = v.nf;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    mx = fmaxf(mx, __shfl_down_sync(0xffffffffu, mx, o));
+    nf += __shfl_down_sync(0xffffffffu, nf, o);
+  }
+  if (lane == 0) { smx[warp] = mx; snf[warp] = nf; }
+  const double s = block_sum(v.s, scratch);   // contains __syncthreads (hist complete)
+  const double q = block_sum(v.q, scratch);
+  for (int b = warp; b < HIST_BINS; b += NWARPS) {
+    u32 c = 0;
+#pragma unroll
+    for (int k = 0; k < NWARPS; ++k) c += hist[b * THREADS + k * 32 + lane];
+    c = __reduce_add_sync(0xffffffffu, c);
+    if (lane == 0) tot[b] = c;
+  }
+  if (tid == 0) {
+    float bm_ = 0.0f;
+    u32 bn = 0;
+    for (int w = 0; w < NWARPS; ++w) { bm_ = fmaxf(bm_, smx[w]); bn += snf[w]; }
+    fin_s = s; fin_q = q; fin_mx = bm_; fin_nf = bn;
+  }
+  __syncthreads();
+
+  const i64 nblk = __ldg(m + M_NBLK);
+  double* row = out + (i64)t * GRAD_COLS;
+  if (nblk == 1) {  // the whole tensor in this block: write its row directly
+    if (tid == 0) {
+      row[0] = fin_s; row[1] = fin_q; row[2] = (double)fin_mx; row[3] = (double)fin_nf;
+      row[4] = (double)(tot[0] - fin_nf);
+    }
+    if (tid < HIST_BINS) row[5 + tid] = (double)(tid == 0 ? tot[0] - fin_nf : tot[tid]);
+    return;
+  }
+
+  const i64 blk = blockIdx.x;
+  if (tid == 0) { part_f[blk * GPART_F] = fin_s; part_f[blk * GPART_F + 1] = fin_q; }
+  if (tid < GPART_U)
+    part_u[blk * GPART_U + tid] = tid == 0 ? __float_as_uint(fin_mx) : (tid == 1 ? fin_nf : tot[tid - 2]);
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) am_last = atomicAdd(tickets + t, 1u) == (u32)(nblk - 1);
+  __syncthreads();
+  if (!am_last) return;
+  __threadfence();
+
+  // Last block of tensor t: reduce its partial rows in block order.
+  const i64 first = __ldg(m + M_FIRST);
+  double ps = 0.0, pq = 0.0;
+  for (i64 r = tid; r < nblk; r += THREADS) {
+    ps += __ldcg(part_f + (first + r) * GPART_F);
+    pq += __ldcg(part_f + (first + r) * GPART_F + 1);
+  }
+  const double S = block_sum(ps, scratch);
+  const double Q = block_sum(pq, scratch);
+  u64 c0 = 0, c1 = 0, c2 = 0;
+  u32 mxb = 0;
+  for (i64 r = warp; r < nblk; r += NWARPS) {
+    const u32* pr = part_u + (first + r) * GPART_U;
+    const u32 a = __ldcg(pr + lane);
+    if (lane == 0) mxb = max(mxb, a); else c0 += a;
+    c1 += __ldcg(pr + lane + 32);
+    if (lane + 64 < GPART_U) c2 += __ldcg(pr + lane + 64);
+  }
+  ctot[warp][lane] = lane == 0 ? (u64)mxb : c0;
+  ctot[warp][lane + 32] = c1;
+  if (lane + 64 < GPART_U) ctot[warp][lane + 64] = c2;
+  __syncthreads();
+  if (tid < GPART_U) {
+    u64 acc = 0;
+    for (int w = 0; w < NWARPS; ++w) acc = tid == 0 ? max(acc, ctot[w][0]) : acc + ctot[w][tid];
+    ctot[0][tid] = acc;  // each column owned by one thread: no race with the reads above
+  }
+  __syncthreads();
+  const u64 nonfinite = ctot[0][1];
+  if (tid == 0) {
+    row[0] = S; row[1] = Q; row[2] = (double)__uint_as_float((u32)ctot[0][0]);
+    row[3] = (double)nonfinite; row[4] = (double)(ctot[0][2] - nonfinite);
+    tickets[t] = 0u;  // ready for the next launch
+  }
+  if (tid < HIST_BINS) row[5 + tid] = (double)(tid == 0 ? ctot[0][2] - nonfinite : ctot[0][2 + tid]);
+}

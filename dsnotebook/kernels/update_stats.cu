@@ -1,0 +1,181 @@
+// Update statistics around an optimizer step, in two launches over all tensors.
+//
+// dsn_snapshot copies every weight tensor into one flat snapshot buffer (read 1x + write
+// 1x the weights).  dsn_update_stats then reads the snapshot and the new weights once
+// (2x) and computes sum((new-old)^2), sum(old^2) over finite values in fp64 and the
+// count of new != old.  Total traffic: 4 x element size per parameter (16 B for fp32,
+// 8 B for bf16/fp16), the least that keeps "changed" exact for any optimizer.
+//
+// A dense tensor's snapshot region starts at the same address modulo 16 as the tensor,
+// so old and new values of one chunk split into the same scalar head, 16-byte vectors
+// and tail.  Strided tensors are snapshotted in logical order.  Reduction across blocks
+// is the same deterministic last-block scheme as grad_stats.cu.
+#include "common.cuh"
+
+namespace dsn {
+
+struct UpdateVisit {
+  double dq, wq;
+  u32 ch;
+  __device__ __forceinline__ void operator()(float o, float n) {
+    const double od = (double)o, nd = (double)n;
+    const double big = __longlong_as_double(0x7fefffffffffffffLL);  // DBL_MAX
+    double d = nd - od;
+    d = fabs(d) <= big ? d : 0.0;                // NaN and +-Inf differences drop out
+    const double of = fabs(od) <= big ? od : 0.0;
+    dq = fma(d, d, dq);
+    wq = fma(of, of, wq);
+    ch += (n != o) ? 1u : 0u;                    // NaN != NaN counts as changed, as in torch
+  }
+};
+
+template <int DT>
+__device__ __forceinline__ void update_dense(const char* pn, const char* po, int len, UpdateVisit& v) {
+  typedef Elem<DT> E;
+  const int tid = threadIdx.x;
+  int head = (int)(((16u - (u32)((u64)pn & 15u)) & 15u) / E::ES);
+  if (head > len) head = len;
+  if (tid < head) v(E::load(po, tid), E::load(pn, tid));
+  const uint4* vn = reinterpret_cast<const uint4*>(pn + (i64)head * E::ES);
+  const uint4* vo = reinterpret_cast<const uint4*>(po + (i64)head * E::ES);
+  const int nvec = (len - head) / E::VEC;
+  float fo[E::VEC], fn[E::VEC];
+  int i = tid;
+  for (; i + THREADS < nvec; i += 2 * THREADS) {
+    const uint4 n0 = __ldg(vn + i), o0 = __ldg(vo + i);
+    const uint4 n1 = __ldg(vn + i + THREADS), o1 = __ldg(vo + i + THREADS);
+    E::unpack(n0, fn); E::unpack(o0, fo);
+#pragma unroll
+    for (int k = 0; k < E::VEC; ++k) v(fo[k], fn[k]);
+    E::unpack(n1, fn); E::unpack(o1, fo);
+#pragma unroll
+    for (int k = 0; k < E::VEC; ++k) v(fo[k], fn[k]);
+  }
+  for (; i < nvec; i += THREADS) {
+    E::unpack(__ldg(vn + i), fn); E::unpack(__ldg(vo + i), fo);
+#pragma unroll
+    for (int k = 0; k < E::VEC; ++k) v(fo[k], fn[k]);
+  }
+  const int done = head + nvec * E::VEC;
+  if (tid < len - done) v(E::load(po, done + tid), E::load(pn, done + tid));
+}
+
+template <int DT>
+__device__ __forceinline__ void update_chunk(const i64* __restrict__ m, const char* snap,
+                                             i64 chunk, UpdateVisit& v) {
+  typedef Elem<DT> E;
+  const i64 numel = __ldg(m + M_NUMEL);
+  const i64 start = chunk * CHUNK;
+  const i64 rest = numel - start;
+  const int len = (int)(rest < CHUNK ? (rest > 0 ? rest : 0) : CHUNK);
+  const char* base = reinterpret_cast<const char*>(__ldg(m + M_PTR));
+  const char* old = snap + __ldg(m + M_SNAP) + start * E::ES;
+  if (__ldg(m + M_MODE) == MODE_DENSE) {
+    update_dense<DT>(base + start * E::ES, old, len, v);
+  } else {
+    for (int i = threadIdx.x; i < len; i += THREADS)
+      v(E::load(old, i), E::load(base, strided_offset(m, start + i)));
+  }
+}
+
+}  // namespace dsn
+
+using namespace dsn;
+
+// Copy chunk bmap[b] of every tensor into the snapshot buffer.
+extern "C" __global__ void __launch_bounds__(THREADS)
+dsn_snapshot(const i64* __restrict__ meta, const int2* __restrict__ bmap, char* __restrict__ snap) {
+  const int2 bm = bmap[blockIdx.x];
+  const i64* m = meta + (i64)bm.x * M_COLS;
+  const int es = __ldg(m + M_DTYPE) == DT_F32 ? 4 : 2;
+  const i64 numel = __ldg(m + M_NUMEL);
+  const i64 start = (i64)bm.y * CHUNK;
+  const i64 rest = numel - start;
+  const int len = (int)(rest < CHUNK ? (rest > 0 ? rest : 0) : CHUNK);
+  const char* src = reinterpret_cast<const char*>(__ldg(m + M_PTR));
+  char* dst = snap + __ldg(m + M_SNAP) + start * es;
+  const int tid = threadIdx.x;
+  if (__ldg(m + M_MODE) == MODE_DENSE) {
+    src += start * es;
+    // Same alignment mod 16 on both sides: bytes head, 16-byte body, bytes tail.
+    const int nbytes = len * es;
+    int head = (int)((16u - (u32)((u64)src & 15u)) & 15u);
+    if (head > nbytes) head = nbytes;
+    if (tid < head) dst[tid] = src[tid];
+    const uint4* s4 = reinterpret_cast<const uint4*>(src + head);
+    uint4* d4 = reinterpret_cast<uint4*>(dst + head);
+    const int nvec = (nbytes - head) >> 4;
+    for (int i = tid; i < nvec; i += THREADS) d4[i] = __ldg(s4 + i);
+    const int done = head + (nvec << 4);
+    if (tid < nbytes - done) dst[done + tid] = src[done + tid];
+  } else if (es == 4) {
+    for (int i = tid; i < len; i += THREADS)
+      reinterpret_cast<u32*>(dst)[i] = __ldg(reinterpret_cast<const u32*>(src) + strided_offset(m, start + i));
+  } else {
+    for (int i = tid; i < len; i += THREADS)
+      reinterpret_cast<u16*>(dst)[i] = __ldg(reinterpret_cast<const u16*>(src) + strided_offset(m, start + i));
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+dsn_update_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
+                 const char* __restrict__ snap, double* __restrict__ part_f,
+                 u32* __restrict__ part_u, u32* __restrict__ tickets, double* __restrict__ out) {
+  __shared__ double scratch[NWARPS];
+  __shared__ u32 sch[NWARPS];
+  __shared__ bool am_last;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int2 bm = bmap[blockIdx.x];
+  const int t = bm.x;
+  const i64* m = meta + (i64)t * M_COLS;
+
+  UpdateVisit v{0.0, 0.0, 0u};
+  const int dt = (int)__ldg(m + M_DTYPE);
+  if (dt == DT_F32) update_chunk<DT_F32>(m, snap, (i64)bm.y, v);
+  else if (dt == DT_BF16) update_chunk<DT_BF16>(m, snap, (i64)bm.y, v);
+  else update_chunk<DT_F16>(m, snap, (i64)bm.y, v);
+
+  u32 ch = __reduce_add_sync(0xffffffffu, v.ch);
+  if (lane == 0) sch[warp] = ch;
+  const double dq = block_sum(v.dq, scratch);
+  const double wq = block_sum(v.wq, scratch);
+  u32 bch = 0;
+  if (tid == 0) for (int w = 0; w < NWARPS; ++w) bch += sch[w];
+
+  const i64 nblk = __ldg(m + M_NBLK);
+  double* row = out + (i64)t * UPDATE_COLS;
+  if (nblk == 1) {
+    if (tid == 0) { row[0] = dq; row[1] = wq; row[2] = (double)bch; }
+    return;
+  }
+  const i64 blk = blockIdx.x;
+  if (tid == 0) {
+    part_f[blk * UPART_F] = dq; part_f[blk * UPART_F + 1] = wq; part_u[blk] = bch;
+    __threadfence();
+    am_last = atomicAdd(tickets + t, 1u) == (u32)(nblk - 1);
+  }
+  __syncthreads();
+  if (!am_last) return;
+  __threadfence();
+  const i64 first = __ldg(m + M_FIRST);
+  double a = 0.0, b = 0.0;
+  u64 c = 0;
+  for (i64 r = tid; r < nblk; r += THREADS) {
+    a += __ldcg(part_f + (first + r) * UPART_F);
+    b += __ldcg(part_f + (first + r) * UPART_F + 1);
+    c += __ldcg(part_u + first + r);
+  }
+  const double A = block_sum(a, scratch);
+  const double B = block_sum(b, scratch);
+  __shared__ u64 sc[NWARPS];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) c += __shfl_down_sync(0xffffffffu, c, o);
+  if (lane == 0) sc[warp] = c;
+  __syncthreads();
+  if (tid == 0) {
+    u64 C = 0;
+    for (int w = 0; w < NWARPS; ++w) C += sc[w];
+    row[0] = A; row[1] = B; row[2] = (double)C;
+    tickets[t] = 0u;
+  }
+}
