@@ -88,8 +88,12 @@ def _cupy_stream(ptr: int) -> Any:
 
         try:
             s = cupy.cuda.Stream.from_external(_StreamRef(ptr))
-        except (AttributeError, TypeError):
-            s = cupy.cuda.ExternalStream(ptr)
+        except Exception:  # older cupy: no from_external / no stream protocol
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                s = cupy.cuda.ExternalStream(ptr)
         _streams[ptr] = s
     return s
 
@@ -106,7 +110,7 @@ class _Launcher:
         stream = _cupy_stream(stream_ptr)
         if self._direct:
             try:
-                self.fn((grid,), (L.THREADS,), args, 0, stream)
+                self.fn((grid,), (L.THREADS,), args, shared_mem=0, stream=stream)
                 return
             except TypeError:
                 self._direct = False
