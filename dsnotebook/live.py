@@ -83,7 +83,7 @@ class LiveHeatmap:
         if self._flush is not None:
             self._flush(wait=True)
         self.push(complete_only=False)
-        self.widget.flush()
         self._unsubscribe()
         steps = self.run.steps
-        self.widget.set_status(f"{status} - {len(steps)} steps recorded" + (f", last step {steps[-1]}" if steps else ""))
+        self.widget.set_status(f"{status} - {len(steps)} steps shown" + (f", last step {steps[-1]}" if steps else ""))
+        self.widget.flush()
