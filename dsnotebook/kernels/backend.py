@@ -20,8 +20,9 @@ Design (issue 3):
   does.  To keep several results on the device, pass ``out=`` or ``.clone()`` them.
   Likewise partial rows, tickets and the snapshot buffer are reused launch after
   launch: calls for one set of tensors must stay on one stream.
-* Determinism: per-block partials reduced in block order by the last block of each
-  tensor (see ``grad_stats.cu``); results are bitwise identical run to run.
+* Determinism: fp64 sums as per-block partial rows, reduced in block order by the last
+  block of each tensor; counts and abs-max through 64-bit integer atomics (exact in any
+  order); see ``grad_stats.cu``.  Results are bitwise identical run to run.
 * Strides: see ``layout.py`` (dense in any order and strided views in-kernel; only
   >6-dim strided or misaligned tensors are staged through a copy).
 * Update statistics: a flat snapshot (1 read + 1 write of the weights) and one fused
@@ -154,18 +155,18 @@ class _Plan:
         nb = self.nblocks
         z = dict(device=dev)
         self.gpart_f = torch.empty(nb * L.GPART_F, dtype=torch.float64, **z)
-        self.gpart_u = torch.empty(nb * L.GPART_U, dtype=torch.int32, **z)
+        self.gaccu = torch.zeros(self.n * L.GPART_U, dtype=torch.int64, **z)  # zero between launches
         self.gtickets = torch.zeros(self.n, dtype=torch.int32, **z)
         self.upart_f = torch.empty(nb * L.UPART_F, dtype=torch.float64, **z)
-        self.upart_u = torch.empty(nb * L.UPART_U, dtype=torch.int32, **z)
+        self.uaccu = torch.zeros(self.n * L.UPART_U, dtype=torch.int64, **z)
         self.utickets = torch.zeros(self.n, dtype=torch.int32, **z)
         self.grad_out = torch.empty(self.n, GRAD_COLS, dtype=torch.float64, **z)
         self.update_out = torch.empty(self.n, UPDATE_COLS, dtype=torch.float64, **z)
         self.snap: torch.Tensor | None = None
         p = torch.Tensor.data_ptr
-        self.grad_args = (p(self.meta), p(self.bmap), p(self.gpart_f), p(self.gpart_u), p(self.gtickets))
+        self.grad_args = (p(self.meta), p(self.bmap), p(self.gpart_f), p(self.gaccu), p(self.gtickets))
         self.upd_args = (p(self.meta), p(self.bmap))
-        self.upd_bufs = (p(self.upart_f), p(self.upart_u), p(self.utickets))
+        self.upd_bufs = (p(self.upart_f), p(self.uaccu), p(self.utickets))
 
     def stage(self, tensors: Sequence[torch.Tensor]) -> None:
         for i, buf in self.staged:

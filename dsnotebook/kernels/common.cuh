@@ -49,11 +49,13 @@ constexpr int DT_BF16 = 2;
 constexpr int MODE_DENSE = 0;
 constexpr int MODE_STRIDED = 1;
 
-// Per-block partial rows (only written by tensors that span several blocks).
-constexpr int GPART_F = 2;              // sum, sumsq (fp64)
-constexpr int GPART_U = 2 + HIST_BINS;  // absmax bits, nonfinite, hist[64] (hist[0] incl. non-finite)
-constexpr int UPART_F = 2;              // sum diff^2, sum old^2
-constexpr int UPART_U = 1;              // changed
+// Tensors that span several blocks: fp64 partial rows per block (GPART_F / UPART_F
+// doubles) and per-tensor 64-bit integer accumulators (GPART_U / UPART_U), zero between
+// launches (the last block of each tensor resets them).
+constexpr int GPART_F = 2;              // per block: sum, sumsq
+constexpr int GPART_U = 2 + HIST_BINS;  // per tensor: absmax bits, nonfinite, hist[64] (hist[0] incl. non-finite)
+constexpr int UPART_F = 2;              // per block: sum diff^2, sum old^2
+constexpr int UPART_U = 1;              // per tensor: changed
 
 __device__ __forceinline__ float f16_to_f32(u16 h) {
   float f;

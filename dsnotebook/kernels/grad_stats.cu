@@ -8,11 +8,12 @@
 // another lane's address, so there are no bank conflicts and no contention however
 // concentrated the gradient's magnitudes are.
 //
-// Determinism: a tensor that spans several blocks has each block write a partial row;
-// the block that finishes last (atomic ticket per tensor) reduces the rows in block
-// order with a fixed tree, writes the output row and resets the ticket for the next
-// launch.  Floating-point sums therefore never depend on scheduling; counts are
-// integers and exact.
+// Determinism: a tensor that spans several blocks has each block write its fp64 sums as
+// a partial row and add its counts (integers: exact in any order) into the tensor's
+// accumulator row with 64-bit atomics.  The block that finishes last (atomic ticket per
+// tensor) reduces the partial rows in block order with a fixed tree, reads and resets
+// the accumulators and the ticket for the next launch, and writes the output row.
+// Floating-point sums therefore never depend on scheduling.
 #include "common.cuh"
 
 namespace dsn {
@@ -66,7 +67,7 @@ using namespace dsn;
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 dsn_grad_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
-               double* __restrict__ part_f, u32* __restrict__ part_u,
+               double* __restrict__ part_f, u64* __restrict__ accu,
                u32* __restrict__ tickets, double* __restrict__ out) {
   __shared__ u32 hist[HIST_BINS * THREADS];
   __shared__ u32 tot[HIST_BINS];
@@ -76,7 +77,7 @@ dsn_grad_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
   __shared__ double fin_s, fin_q;
   __shared__ float fin_mx;
   __shared__ u32 fin_nf;
-  __shared__ u64 ctot[NWARPS][GPART_U];
+  __shared__ u64 ctot[GPART_U];
   __shared__ bool am_last;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -127,10 +128,18 @@ dsn_grad_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
     return;
   }
 
+  // Tensor spread over several blocks.  Counts and abs-max: 64-bit integer atomics into
+  // the tensor's accumulator row (exact and order-free, so still deterministic).  Sums:
+  // one fp64 partial row per block, reduced below in block order.
   const i64 blk = blockIdx.x;
-  if (tid == 0) { part_f[blk * GPART_F] = fin_s; part_f[blk * GPART_F + 1] = fin_q; }
-  if (tid < GPART_U)
-    part_u[blk * GPART_U + tid] = tid == 0 ? __float_as_uint(fin_mx) : (tid == 1 ? fin_nf : tot[tid - 2]);
+  u64* acc = accu + (i64)t * GPART_U;
+  if (tid == 0) {
+    part_f[blk * GPART_F] = fin_s;
+    part_f[blk * GPART_F + 1] = fin_q;
+    atomicMax(acc, (u64)__float_as_uint(fin_mx));  // |x| bits order like the values
+    if (fin_nf) atomicAdd(acc + 1, (u64)fin_nf);
+  }
+  if (tid < HIST_BINS && tot[tid]) atomicAdd(acc + 2 + tid, (u64)tot[tid]);
   __threadfence();
   __syncthreads();
   if (tid == 0) am_last = atomicAdd(tickets + t, 1u) == (u32)(nblk - 1);
@@ -138,7 +147,7 @@ dsn_grad_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
   if (!am_last) return;
   __threadfence();
 
-  // Last block of tensor t: reduce its partial rows in block order.
+  // Last block of tensor t: every other block's atomics and partial row are visible.
   const i64 first = __ldg(m + M_FIRST);
   double ps = 0.0, pq = 0.0;
   for (i64 r = tid; r < nblk; r += THREADS) {
@@ -147,30 +156,13 @@ dsn_grad_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
   }
   const double S = block_sum(ps, scratch);
   const double Q = block_sum(pq, scratch);
-  u64 c0 = 0, c1 = 0, c2 = 0;
-  u32 mxb = 0;
-  for (i64 r = warp; r < nblk; r += NWARPS) {
-    const u32* pr = part_u + (first + r) * GPART_U;
-    const u32 a = __ldcg(pr + lane);
-    if (lane == 0) mxb = max(mxb, a); else c0 += a;
-    c1 += __ldcg(pr + lane + 32);
-    if (lane + 64 < GPART_U) c2 += __ldcg(pr + lane + 64);
-  }
-  ctot[warp][lane] = lane == 0 ? (u64)mxb : c0;
-  ctot[warp][lane + 32] = c1;
-  if (lane + 64 < GPART_U) ctot[warp][lane + 64] = c2;
+  if (tid < GPART_U) ctot[tid] = atomicExch(acc + tid, 0ull);  // read and reset for the next launch
   __syncthreads();
-  if (tid < GPART_U) {
-    u64 acc = 0;
-    for (int w = 0; w < NWARPS; ++w) acc = tid == 0 ? max(acc, ctot[w][0]) : acc + ctot[w][tid];
-    ctot[0][tid] = acc;  // each column owned by one thread: no race with the reads above
-  }
-  __syncthreads();
-  const u64 nonfinite = ctot[0][1];
+  const u64 nonfinite = ctot[1];
   if (tid == 0) {
-    row[0] = S; row[1] = Q; row[2] = (double)__uint_as_float((u32)ctot[0][0]);
-    row[3] = (double)nonfinite; row[4] = (double)(ctot[0][2] - nonfinite);
+    row[0] = S; row[1] = Q; row[2] = (double)__uint_as_float((u32)ctot[0]);
+    row[3] = (double)nonfinite; row[4] = (double)(ctot[2] - nonfinite);
     tickets[t] = 0u;  // ready for the next launch
   }
-  if (tid < HIST_BINS) row[5 + tid] = (double)(tid == 0 ? ctot[0][2] - nonfinite : ctot[0][2 + tid]);
+  if (tid < HIST_BINS) row[5 + tid] = (double)(tid == 0 ? ctot[2] - nonfinite : ctot[2 + tid]);
 }

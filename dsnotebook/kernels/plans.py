@@ -43,7 +43,7 @@ class PlanCache(Generic[P]):
     def __init__(self, build: Callable[[Sequence[torch.Tensor], tuple], P], maxsize: int = 8):
         self._build = build
         self._maxsize = maxsize
-        self._plans: OrderedDict[tuple, P] = OrderedDict()
+        self._plans: OrderedDict[int, tuple[tuple, P]] = OrderedDict()  # hash(key) -> (key, plan)
         self._fast_ids: tuple[int, ...] | None = None
         self._fast_ptrs: tuple[int, ...] | None = None
         self._fast_plan: P | None = None
@@ -60,15 +60,18 @@ class PlanCache(Generic[P]):
             if ptrs == self._fast_ptrs:
                 return self._fast_plan  # type: ignore[return-value]
         key = full_key(tensors)
-        plan = self._plans.get(key)
-        if plan is None:
+        h = hash(key)  # hashed once: the key is a few thousand objects
+        entry = self._plans.get(h)
+        if entry is not None and entry[0] == key:
+            plan = entry[1]
+            self._plans.move_to_end(h)
+        else:
             plan = self._build(tensors, key)
             self.builds += 1
-            self._plans[key] = plan
+            self._plans[h] = (key, plan)
+            self._plans.move_to_end(h)
             while len(self._plans) > self._maxsize:
                 self._plans.popitem(last=False)
-        else:
-            self._plans.move_to_end(key)
         # The same objects three calls in a row: arm the fast path.  (Not after two: the
         # tracer hands fresh .detach() views to snapshot + update_stats each step, and
         # arming costs a weak reference per tensor.)

@@ -9,7 +9,8 @@
 // A dense tensor's snapshot region starts at the same address modulo 16 as the tensor,
 // so old and new values of one chunk split into the same scalar head, 16-byte vectors
 // and tail.  Strided tensors are snapshotted in logical order.  Reduction across blocks
-// is the same deterministic last-block scheme as grad_stats.cu.
+// is the same deterministic last-block scheme as grad_stats.cu (fp64 partial rows in
+// block order, the integer count through a 64-bit atomic).
 #include "common.cuh"
 
 namespace dsn {
@@ -120,7 +121,7 @@ dsn_snapshot(const i64* __restrict__ meta, const int2* __restrict__ bmap, char* 
 extern "C" __global__ void __launch_bounds__(THREADS)
 dsn_update_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
                  const char* __restrict__ snap, double* __restrict__ part_f,
-                 u32* __restrict__ part_u, u32* __restrict__ tickets, double* __restrict__ out) {
+                 u64* __restrict__ accu, u32* __restrict__ tickets, double* __restrict__ out) {
   __shared__ double scratch[NWARPS];
   __shared__ u32 sch[NWARPS];
   __shared__ bool am_last;
@@ -150,7 +151,8 @@ dsn_update_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
   }
   const i64 blk = blockIdx.x;
   if (tid == 0) {
-    part_f[blk * UPART_F] = dq; part_f[blk * UPART_F + 1] = wq; part_u[blk] = bch;
+    part_f[blk * UPART_F] = dq; part_f[blk * UPART_F + 1] = wq;
+    if (bch) atomicAdd(accu + t, (u64)bch);  // integer: exact in any order
     __threadfence();
     am_last = atomicAdd(tickets + t, 1u) == (u32)(nblk - 1);
   }
@@ -159,22 +161,14 @@ dsn_update_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
   __threadfence();
   const i64 first = __ldg(m + M_FIRST);
   double a = 0.0, b = 0.0;
-  u64 c = 0;
   for (i64 r = tid; r < nblk; r += THREADS) {
     a += __ldcg(part_f + (first + r) * UPART_F);
     b += __ldcg(part_f + (first + r) * UPART_F + 1);
-    c += __ldcg(part_u + first + r);
   }
   const double A = block_sum(a, scratch);
   const double B = block_sum(b, scratch);
-  __shared__ u64 sc[NWARPS];
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) c += __shfl_down_sync(0xffffffffu, c, o);
-  if (lane == 0) sc[warp] = c;
-  __syncthreads();
   if (tid == 0) {
-    u64 C = 0;
-    for (int w = 0; w < NWARPS; ++w) C += sc[w];
+    const u64 C = atomicExch(accu + t, 0ull);  // read and reset for the next launch
     row[0] = A; row[1] = B; row[2] = (double)C;
     tickets[t] = 0u;
   }
