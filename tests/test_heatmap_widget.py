@@ -340,3 +340,13 @@ def test_built_bundle_is_loaded_when_present() -> None:
     if not static.exists():
         pytest.skip("bundle not built (npm run build in js/)")
     assert "\n" in HeatmapWidget._esm and "dsn-heatmap" in HeatmapWidget._esm
+
+
+def test_status_right_after_a_data_flush_is_shown(widget: HeatmapWidget, clock: Clock) -> None:
+    """Regression: flush() then set_status('finished') left the status pending forever."""
+    widget.set_status("tracing model…")
+    clock.t += 5
+    widget.append([0], vals([0]))
+    widget.flush()
+    widget.set_status("finished - 1 step")
+    assert widget.status == "finished - 1 step"

@@ -139,6 +139,7 @@ class HeatmapWidget(anywidget.AnyWidget):
         self._pending_drop: list[int] = []
         self._pending_status: str | None = None
         self._last_send = -math.inf
+        self._last_status = -math.inf
         self._last_snapshot = -math.inf
         self._snapshot_seq = 0
         self._n_messages = 0
@@ -196,10 +197,17 @@ class HeatmapWidget(anywidget.AnyWidget):
             self._maybe_send()
 
     def set_status(self, text: str) -> None:
-        """Show ``text`` above the heatmap (rate limited like the data)."""
+        """Show ``text`` above the heatmap.
+
+        At most one status update per ``MIN_INTERVAL`` (on its own clock, so a status set
+        right after a data send still goes out); a newer one waits for the next send or
+        ``flush()``.
+        """
         with self._lock:
             self._pending_status = str(text)
-            self._maybe_send()
+            now = time.monotonic()
+            if now - self._last_status >= self.MIN_INTERVAL:
+                self._apply_status(now)
 
     def flush(self) -> None:
         """Send everything pending now and refresh the snapshot (call at cell end)."""
@@ -287,17 +295,22 @@ class HeatmapWidget(anywidget.AnyWidget):
                 }
                 self._send_msg(header, [memoryview(chunk).cast("B")])
             sent = True
-        status = self._pending_status
-        self._pending_status = None
-        if sent or status is not None:
+        if sent:
             self._last_send = now
         stale = self._snapshot_seq != self._seq
         interval = max(self.SNAPSHOT_INTERVAL, self._snapshot_nbytes() / 4e6)
         with self.hold_sync():
-            if status is not None and status != self.status:
-                self.status = status
+            self._apply_status(now)
             if stale and (force_snapshot or now - self._last_snapshot >= interval):
                 self._refresh_snapshot(now)
+
+    def _apply_status(self, now: float) -> None:
+        status = self._pending_status
+        self._pending_status = None
+        if status is not None:
+            self._last_status = now
+            if status != self.status:
+                self.status = status
 
     def _store(self, steps: list[int], vals: np.ndarray) -> None:
         n, k = len(self._steps), len(steps)

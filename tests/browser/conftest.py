@@ -15,10 +15,14 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import urllib.request
 from typing import Any, Iterator
 
+import numpy as np
 import pytest
+
+from dsnotebook.widgets import colors
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -284,3 +288,108 @@ class NotebookDriver:
 @pytest.fixture
 def nb(page: Any, lab: Lab) -> NotebookDriver:
     return NotebookDriver(page, lab)
+
+
+# ---------------------------------------------------------------- heatmap checks
+def widget_state(page: Any) -> dict[str, Any]:
+    return page.evaluate(
+        """() => { const r = document.querySelector('.dsn-heatmap');
+                   if (!r) return null;
+                   const c = r.querySelector('.dsn-heatmap-canvas');
+                   return { root: Object.assign({}, r.dataset), canvas: Object.assign({}, c.dataset) }; }"""
+    )
+
+
+def read_pixels(page: Any, points: list[tuple[float, float]]) -> list[list[int]]:
+    """RGBA at CSS-pixel points of the heatmap canvas."""
+    return page.evaluate(
+        """(pts) => { const c = document.querySelector('.dsn-heatmap-canvas');
+                      const dpr = Number(c.dataset.dpr) || 1;
+                      const ctx = c.getContext('2d');
+                      return pts.map(([x, y]) => Array.from(
+                          ctx.getImageData(Math.floor(x * dpr), Math.floor(y * dpr), 1, 1).data)); }""",
+        points,
+    )
+
+
+def cell_box(canvas: dict[str, str], row: int, col: int) -> tuple[float, float, float, float]:
+    cw, ch = float(canvas["cellW"]), float(canvas["cellH"])
+    x0, y0 = float(canvas["x0"]), float(canvas["y0"])
+    return x0 + col * cw, y0 + row * ch, cw, ch
+
+
+def cell_center(canvas: dict[str, str], row: int, col: int) -> tuple[float, float]:
+    x, y, w, h = cell_box(canvas, row, col)
+    return x + w / 2, y + h / 2
+
+
+def acceptable_colors(value: float, vmin: float, vmax: float, log: bool) -> list[tuple[int, int, int]]:
+    """color_for(value) - and its LUT neighbours, for a last-ulp log10 difference JS/Python."""
+    idx = colors.color_index(value, vmin, vmax, log)
+    if idx is None:
+        return [colors.NAN_RGB]
+    return [colors.LUT[i] for i in range(max(0, idx - 1), min(255, idx + 1) + 1)]
+
+
+def check_pixels(page: Any, values: np.ndarray, stat_index: int, log: bool,
+                 marked: set[tuple[int, int]]) -> int:
+    """Every unmarked cell's centre has the colour Python computes; returns cells checked."""
+    st = widget_state(page)
+    canvas = st["canvas"]
+    assert canvas["agg"] == "1", "this check is for the un-aggregated layout"
+    vals = values[stat_index]
+    vmin, vmax = colors.value_range(vals, log)
+    assert np.float32(float(canvas["vmin"])) == np.float32(vmin), (canvas["vmin"], vmin)
+    assert np.float32(float(canvas["vmax"])) == np.float32(vmax), (canvas["vmax"], vmax)
+    cells = [(r, c) for r in range(vals.shape[0]) for c in range(vals.shape[1]) if (r, c) not in marked]
+    pixels = read_pixels(page, [cell_center(canvas, r, c) for r, c in cells])
+    bad = []
+    for (r, c), px in zip(cells, pixels):
+        ok = acceptable_colors(float(vals[r, c]), vmin, vmax, log)
+        if tuple(px[:3]) not in ok or px[3] != 255:
+            bad.append(((r, c), float(vals[r, c]), px, colors.color_for(float(vals[r, c]), vmin, vmax, log)))
+    assert not bad, f"{len(bad)} cells with wrong colours, e.g. {bad[:5]}"
+    return len(cells)
+
+
+def check_marks(page: Any, marked: set[tuple[int, int]]) -> None:
+    """Non-finite cells carry red (the mark colour) whatever statistic is shown."""
+    canvas = widget_state(page)["canvas"]
+    for r, c in marked:
+        x, y, w, h = cell_box(canvas, r, c)
+        found = page.evaluate(
+            """([x, y, w, h, mark]) => { const c = document.querySelector('.dsn-heatmap-canvas');
+                 const dpr = Number(c.dataset.dpr) || 1;
+                 const d = c.getContext('2d').getImageData(Math.floor(x * dpr), Math.floor(y * dpr),
+                                                           Math.max(1, Math.floor(w * dpr)), Math.max(1, Math.floor(h * dpr))).data;
+                 let n = 0;
+                 for (let i = 0; i < d.length; i += 4)
+                   if (Math.abs(d[i] - mark[0]) < 40 && Math.abs(d[i+1] - mark[1]) < 40 && Math.abs(d[i+2] - mark[2]) < 40) n++;
+                 return n; }""",
+            [x, y, w, h, list(colors.MARK_RGB)],
+        )
+        assert found >= 3, f"non-finite cell {(r, c)} is not marked ({found} mark pixels)"
+
+
+def hover_cell(page: Any, row: int, col: int) -> str:
+    """Move the mouse over cell (row, col) (col: drawn column/bin); the tooltip text."""
+    canvas = widget_state(page)["canvas"]
+    first_col = col * int(canvas["agg"])
+    box = page.locator(".dsn-heatmap-canvas").bounding_box()
+    x, y = cell_center(canvas, row, col)
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    tip = page.locator(".dsn-tooltip")
+    tip.wait_for(state="visible", timeout=5000)
+    page.wait_for_function(
+        f"() => document.querySelector('.dsn-tooltip').dataset.row === '{row}'"
+        f" && document.querySelector('.dsn-tooltip').dataset.col === '{first_col}'")
+    return tip.text_content() or ""
+
+
+@pytest.fixture
+def hm() -> types.SimpleNamespace:
+    """Heatmap DOM/pixel checks shared by the browser tests."""
+    return types.SimpleNamespace(
+        widget_state=widget_state, read_pixels=read_pixels, cell_box=cell_box, cell_center=cell_center,
+        acceptable_colors=acceptable_colors, check_pixels=check_pixels, check_marks=check_marks,
+        hover_cell=hover_cell)

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dsnotebook.widgets import colors
 
 pytestmark = pytest.mark.browser
 
@@ -81,104 +80,8 @@ VALUES = np.concatenate([ns["values_for"](s) for s in range(N_STEPS)], axis=2)  
 ROOT = ".dsn-heatmap"
 
 
-# ---------------------------------------------------------------- shared checks
-def widget_state(page: Any) -> dict[str, Any]:
-    return page.evaluate(
-        """() => { const r = document.querySelector('.dsn-heatmap');
-                   if (!r) return null;
-                   const c = r.querySelector('.dsn-heatmap-canvas');
-                   return { root: Object.assign({}, r.dataset), canvas: Object.assign({}, c.dataset) }; }"""
-    )
-
-
-def read_pixels(page: Any, points: list[tuple[float, float]]) -> list[list[int]]:
-    """RGBA at CSS-pixel points of the heatmap canvas."""
-    return page.evaluate(
-        """(pts) => { const c = document.querySelector('.dsn-heatmap-canvas');
-                      const dpr = Number(c.dataset.dpr) || 1;
-                      const ctx = c.getContext('2d');
-                      return pts.map(([x, y]) => Array.from(
-                          ctx.getImageData(Math.floor(x * dpr), Math.floor(y * dpr), 1, 1).data)); }""",
-        points,
-    )
-
-
-def cell_box(canvas: dict[str, str], row: int, col: int) -> tuple[float, float, float, float]:
-    cw, ch = float(canvas["cellW"]), float(canvas["cellH"])
-    x0, y0 = float(canvas["x0"]), float(canvas["y0"])
-    return x0 + col * cw, y0 + row * ch, cw, ch
-
-
-def cell_center(canvas: dict[str, str], row: int, col: int) -> tuple[float, float]:
-    x, y, w, h = cell_box(canvas, row, col)
-    return x + w / 2, y + h / 2
-
-
-def acceptable_colors(value: float, vmin: float, vmax: float, log: bool) -> list[tuple[int, int, int]]:
-    """color_for(value) - and its LUT neighbours, for a last-ulp log10 difference JS/Python."""
-    idx = colors.color_index(value, vmin, vmax, log)
-    if idx is None:
-        return [colors.NAN_RGB]
-    return [colors.LUT[i] for i in range(max(0, idx - 1), min(255, idx + 1) + 1)]
-
-
-def check_pixels(page: Any, values: np.ndarray, stat_index: int, log: bool,
-                 marked: set[tuple[int, int]]) -> int:
-    """Every unmarked cell's centre has the colour Python computes; returns cells checked."""
-    st = widget_state(page)
-    canvas = st["canvas"]
-    assert canvas["agg"] == "1", "this check is for the un-aggregated layout"
-    vals = values[stat_index]
-    vmin, vmax = colors.value_range(vals, log)
-    assert np.float32(float(canvas["vmin"])) == np.float32(vmin), (canvas["vmin"], vmin)
-    assert np.float32(float(canvas["vmax"])) == np.float32(vmax), (canvas["vmax"], vmax)
-    cells = [(r, c) for r in range(vals.shape[0]) for c in range(vals.shape[1]) if (r, c) not in marked]
-    pixels = read_pixels(page, [cell_center(canvas, r, c) for r, c in cells])
-    bad = []
-    for (r, c), px in zip(cells, pixels):
-        ok = acceptable_colors(float(vals[r, c]), vmin, vmax, log)
-        if tuple(px[:3]) not in ok or px[3] != 255:
-            bad.append(((r, c), float(vals[r, c]), px, colors.color_for(float(vals[r, c]), vmin, vmax, log)))
-    assert not bad, f"{len(bad)} cells with wrong colours, e.g. {bad[:5]}"
-    return len(cells)
-
-
-def check_marks(page: Any, marked: set[tuple[int, int]]) -> None:
-    """Non-finite cells carry red (the mark colour) whatever statistic is shown."""
-    canvas = widget_state(page)["canvas"]
-    for r, c in marked:
-        x, y, w, h = cell_box(canvas, r, c)
-        found = page.evaluate(
-            """([x, y, w, h, mark]) => { const c = document.querySelector('.dsn-heatmap-canvas');
-                 const dpr = Number(c.dataset.dpr) || 1;
-                 const d = c.getContext('2d').getImageData(Math.floor(x * dpr), Math.floor(y * dpr),
-                                                           Math.max(1, Math.floor(w * dpr)), Math.max(1, Math.floor(h * dpr))).data;
-                 let n = 0;
-                 for (let i = 0; i < d.length; i += 4)
-                   if (Math.abs(d[i] - mark[0]) < 40 && Math.abs(d[i+1] - mark[1]) < 40 && Math.abs(d[i+2] - mark[2]) < 40) n++;
-                 return n; }""",
-            [x, y, w, h, list(colors.MARK_RGB)],
-        )
-        assert found >= 3, f"non-finite cell {(r, c)} is not marked ({found} mark pixels)"
-
-
-def hover_cell(page: Any, row: int, col: int) -> str:
-    """Move the mouse over cell (row, col) (col: drawn column/bin); the tooltip text."""
-    canvas = widget_state(page)["canvas"]
-    first_col = col * int(canvas["agg"])
-    box = page.locator(".dsn-heatmap-canvas").bounding_box()
-    x, y = cell_center(canvas, row, col)
-    page.mouse.move(box["x"] + x, box["y"] + y)
-    tip = page.locator(".dsn-tooltip")
-    tip.wait_for(state="visible", timeout=5000)
-    page.wait_for_function(
-        f"() => document.querySelector('.dsn-tooltip').dataset.row === '{row}'"
-        f" && document.querySelector('.dsn-tooltip').dataset.col === '{first_col}'")
-    return tip.text_content() or ""
-
-
 # ---------------------------------------------------------------- the tests
-def test_synthetic_heatmap_live(page: Any, lab: Any, nb: Any) -> None:
+def test_synthetic_heatmap_live(page: Any, lab: Any, nb: Any, hm: Any) -> None:
     t_start = time.monotonic()
     lab.write_notebook("synthetic_heatmap.ipynb", [CELL, 'print("cell 2 done")'])
     nb.open("synthetic_heatmap.ipynb")
@@ -190,7 +93,7 @@ def test_synthetic_heatmap_live(page: Any, lab: Any, nb: Any) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         prompts = nb.prompts()
-        st = widget_state(page)
+        st = hm.widget_state(page)
         running = bool(prompts) and "*" in prompts[0]
         saw_running |= running
         if running and st is not None:
@@ -205,7 +108,7 @@ def test_synthetic_heatmap_live(page: Any, lab: Any, nb: Any) -> None:
     nb.wait_done(2)
     page.wait_for_function(f"() => document.querySelector('{ROOT}').dataset.columns === '{N_STEPS}'",
                            timeout=15000)
-    st = widget_state(page)
+    st = hm.widget_state(page)
     assert st["root"]["rows"] == str(len(ROWS))
     assert "finished" in (page.locator(".dsn-status").text_content() or "")
     page.locator(ROOT).scroll_into_view_if_needed()
@@ -213,34 +116,34 @@ def test_synthetic_heatmap_live(page: Any, lab: Any, nb: Any) -> None:
 
     marked = {(BAD[0], BAD[1])}
     # pixels: grad norm (log scale), NaN row grey, non-finite cell marked
-    assert check_pixels(page, VALUES, 0, True, marked) == len(ROWS) * N_STEPS - 1
-    check_marks(page, marked)
+    assert hm.check_pixels(page, VALUES, 0, True, marked) == len(ROWS) * N_STEPS - 1
+    hm.check_marks(page, marked)
 
     # hover: module name in the tooltip, as text; the hostile name never becomes HTML
-    text = hover_cell(page, 2, 5)
+    text = hm.hover_cell(page, 2, 5)
     assert HOSTILE in text and "step: 5" in text, text
     shown = text.split("grad norm: ")[1].split("non-finite")[0].strip()
     assert np.float32(float(shown)) == VALUES[0, 2, 5], (shown, VALUES[0, 2, 5])
-    text = hover_cell(page, 0, 3)
+    text = hm.hover_cell(page, 0, 3)
     assert "module: conv1" in text and "tensor: weight" in text, text
-    text = hover_cell(page, BAD[0], BAD[1])
+    text = hm.hover_cell(page, BAD[0], BAD[1])
     assert "non-finite values: 3" in text, text
     nb.screenshot(page.locator(ROOT), "heatmap_synthetic_tooltip.png")
     assert page.locator(f"{ROOT} img").count() == 0
     assert page.evaluate("() => document.querySelectorAll('img[src=\"x\"]').length") == 0
 
     # the selector switches statistic (and redraws); marks stay
-    draws = int(widget_state(page)["root"]["draws"])
+    draws = int(hm.widget_state(page)["root"]["draws"])
     page.select_option(".dsn-stat-select", "absmax")
     page.wait_for_function(
         f"() => document.querySelector('{ROOT}').dataset.stat === 'absmax'"
         f" && Number(document.querySelector('{ROOT}').dataset.draws) > {draws}")
-    check_pixels(page, VALUES, 1, True, marked)
-    check_marks(page, marked)
+    hm.check_pixels(page, VALUES, 1, True, marked)
+    hm.check_marks(page, marked)
     page.select_option(".dsn-stat-select", "zero_frac")
     page.wait_for_function(f"() => document.querySelector('{ROOT}').dataset.stat === 'zero_frac'")
-    check_pixels(page, VALUES, 4, False, marked)
-    check_marks(page, marked)
+    hm.check_pixels(page, VALUES, 4, False, marked)
+    hm.check_marks(page, marked)
     page.mouse.move(0, 0)
     nb.screenshot(page.locator(ROOT), "heatmap_synthetic_zero_frac.png")
 
@@ -279,7 +182,7 @@ print(f"sent in {time.perf_counter() - t0:.2f}s, {big._n_messages} messages")
 ]
 
 
-def test_big_heatmap_stays_responsive(page: Any, lab: Any, nb: Any) -> None:
+def test_big_heatmap_stays_responsive(page: Any, lab: Any, nb: Any, hm: Any) -> None:
     """2000 tensors x 5000 steps: columns aggregate to the canvas width and draw fast."""
     lab.write_notebook("big_heatmap.ipynb", BIG_CELLS)
     nb.open("big_heatmap.ipynb")
@@ -290,18 +193,18 @@ def test_big_heatmap_stays_responsive(page: Any, lab: Any, nb: Any) -> None:
     # redraw a few times (switching statistic) and time it
     times = []
     for key in ("nonfinite", "norm", "nonfinite", "norm"):
-        draws = int(widget_state(page)["root"]["draws"])
+        draws = int(hm.widget_state(page)["root"]["draws"])
         t0 = time.monotonic()
         page.select_option(".dsn-stat-select", key)
         page.wait_for_function(f"() => Number(document.querySelector('{ROOT}').dataset.draws) > {draws}")
         times.append(time.monotonic() - t0)
-    st = widget_state(page)
+    st = hm.widget_state(page)
     draw_ms = float(st["root"]["drawMs"])
     agg = int(st["canvas"]["agg"])
     assert agg > 1 and int(st["canvas"]["bins"]) * agg >= 5000
     assert draw_ms < 1500, f"one draw of 2000x5000 took {draw_ms} ms"
     assert max(times) < 3.0, times
-    text = hover_cell(page, 100, 2500 // agg)
+    text = hm.hover_cell(page, 100, 2500 // agg)
     assert "non-finite values: 1" in text and "block25.layer" in text, text
     page.mouse.move(0, 0)
     nb.screenshot(page.locator(ROOT), "heatmap_big_2000x5000.png")
