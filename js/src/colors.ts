@@ -5,20 +5,30 @@ export type RGB = [number, number, number];
 
 /** LUT index of v on [lo, hi], or -1 for the NaN colour (no data / no range). */
 export function colorIndex(v: number, lo: number, hi: number, log: boolean): number {
-  if (Number.isNaN(v) || Number.isNaN(lo) || Number.isNaN(hi)) return -1;
-  let t: number;
-  if (v === Infinity) t = 1;
-  else if (v === -Infinity) t = 0;
-  else if (hi <= lo) t = 0.5;
-  else if (log) {
-    if (v <= 0) t = 0;
-    else {
-      const llo = Math.log10(lo);
-      t = (Math.log10(v) - llo) / (Math.log10(hi) - llo);
-    }
-  } else t = (v - lo) / (hi - lo);
-  t = Math.min(1, Math.max(0, t));
-  return Math.floor(t * 255 + 0.5);
+  return scale(lo, hi, log)(v);
+}
+
+/**
+ * The scale as a function of v (lo/hi logs computed once; same arithmetic as
+ * colors.py's color_index, so the same float64 results).
+ */
+export function scale(lo: number, hi: number, log: boolean): (v: number) => number {
+  if (Number.isNaN(lo) || Number.isNaN(hi)) return () => -1;
+  const flat = hi <= lo;
+  const llo = log && !flat ? Math.log10(lo) : 0;
+  const lspan = log && !flat ? Math.log10(hi) - llo : 0;
+  const span = hi - lo;
+  return (v: number): number => {
+    if (v !== v) return -1;
+    let t: number;
+    if (v === Infinity) t = 1;
+    else if (v === -Infinity) t = 0;
+    else if (flat) t = 0.5;
+    else if (log) t = v <= 0 ? 0 : (Math.log10(v) - llo) / lspan;
+    else t = (v - lo) / span;
+    t = Math.min(1, Math.max(0, t));
+    return Math.floor(t * 255 + 0.5);
+  };
 }
 
 /** min/max of the finite (linear) or finite positive (log) values; NaNs if none. */

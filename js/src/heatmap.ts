@@ -6,12 +6,12 @@
 // All text goes through textContent / fillText, never innerHTML.
 import type { AnyModel, Initialize, Render } from "@anywidget/types";
 import {
-  colorIndex,
   cssRgb,
   formatFloat32,
   packLut,
   packRgb,
   RGB,
+  scale,
   tickLabel,
   ticks,
   valueRange,
@@ -66,6 +66,10 @@ class Store {
   stale = false;
   version = 0;
   private listeners = new Set<() => void>();
+  // per statistic: value range over all columns, and "any value > 0" per column;
+  // kept up to date incrementally on append, dropped on drop/reset
+  private ranges = new Map<string, [number, number]>();
+  private flags = new Map<number, Uint8Array>();
 
   reset(nStats: number, nRows: number): void {
     this.nStats = nStats;
@@ -73,6 +77,8 @@ class Store {
     this.steps = [];
     this.cap = 0;
     this.data = [];
+    this.ranges.clear();
+    this.flags.clear();
     for (let s = 0; s < nStats; s++) this.data.push(new Float32Array(0));
   }
 
@@ -103,6 +109,49 @@ class Store {
       this.data[s].set(block.subarray(s * k * R, (s + 1) * k * R), n * R);
     }
     for (const st of steps) this.steps.push(st);
+    for (const [key, r] of this.ranges) {
+      const [si, log] = key.split("/");
+      const [lo, hi] = valueRange(this.data[Number(si)].subarray(n * R, (n + k) * R), k * R, log === "1");
+      if (!Number.isNaN(lo)) this.ranges.set(key, Number.isNaN(r[0]) ? [lo, hi] : [Math.min(r[0], lo), Math.max(r[1], hi)]);
+    }
+    for (const [si, f] of this.flags) this.flags.set(si, this.columnFlags(si, f, n));
+  }
+
+  /** [vmin, vmax] of statistic si over all columns held (see colors.valueRange). */
+  range(si: number, log: boolean): [number, number] {
+    const key = `${si}/${log ? 1 : 0}`;
+    let r = this.ranges.get(key);
+    if (!r) {
+      r = si < this.nStats ? valueRange(this.data[si], this.nCols * this.nRows, log) : [NaN, NaN];
+      this.ranges.set(key, r);
+    }
+    return r;
+  }
+
+  /** Per column: 1 when statistic si is > 0 in some row (e.g. a non-finite count). */
+  marked(si: number): Uint8Array {
+    let f = this.flags.get(si);
+    if (!f || f.length !== this.nCols) {
+      f = this.columnFlags(si, new Uint8Array(0), 0);
+      this.flags.set(si, f);
+    }
+    return f;
+  }
+
+  private columnFlags(si: number, prev: Uint8Array, from: number): Uint8Array {
+    const out = new Uint8Array(this.nCols);
+    out.set(prev.subarray(0, from));
+    const d = this.data[si];
+    const R = this.nRows;
+    for (let c = from; c < this.nCols; c++) {
+      for (let i = c * R, e = i + R; i < e; i++) {
+        if (d[i] > 0) {
+          out[c] = 1;
+          break;
+        }
+      }
+    }
+    return out;
   }
 
   drop(steps: number[]): void {
@@ -119,6 +168,8 @@ class Store {
       w++;
     }
     this.steps = kept;
+    this.ranges.clear();
+    this.flags.clear();
   }
 
   subscribe(fn: () => void): () => void {
@@ -303,8 +354,6 @@ export default () => {
 
     let draws = 0;
     let geom: Geometry | null = null;
-    let range: [number, number] = [NaN, NaN];
-    let rangeKey = "";
     let lutPacked = packLut(toBytes(model.get("lut")));
     let frame = 0;
     let hover: { x: number; y: number } | null = null;
@@ -337,15 +386,7 @@ export default () => {
     const currentRange = (): [number, number] => {
       const si = statIndex();
       const st = stats()[si];
-      const key = `${store.version}/${si}/${store.nCols}`;
-      if (key !== rangeKey) {
-        rangeKey = key;
-        range =
-          st && store.data[si]
-            ? valueRange(store.data[si], store.nCols * store.nRows, !!st.log)
-            : [NaN, NaN];
-      }
-      return range;
+      return st ? store.range(si, !!st.log) : [NaN, NaN];
     };
 
     const layout = (ctx: CanvasRenderingContext2D): Geometry => {
@@ -405,11 +446,13 @@ export default () => {
       const st = stats()[si];
       const log = !!(st && st.log);
       const [lo, hi] = currentRange();
+      const tRange = performance.now();
       const nanRgb = rgbOf(model.get("nan_color"), [128, 128, 128]);
       const markRgb = rgbOf(model.get("mark_color"), [255, 32, 32]);
       const nanPx = packRgb(nanRgb);
       const mi = markIndex();
       const marks: Array<[number, number]> = [];
+      let tCells = tRange;
 
       // cells, device pixels, written directly (exact colours, no smoothing)
       const px0 = Math.round(g.x0 * dpr);
@@ -421,29 +464,39 @@ export default () => {
         const out = new Uint32Array(img.data.buffer);
         const vals = store.data[si];
         const markVals = mi >= 0 ? store.data[mi] : null;
+        const colMarked = mi >= 0 ? store.marked(mi) : null;
         const binVal = new Float32Array(R);
+        const toIndex = scale(lo, hi, log);
         const binMark = new Uint8Array(R);
         const rowY: number[] = [];
         for (let r = 0; r <= R; r++) rowY.push(Math.round(r * g.cellH * dpr));
         for (let b = 0; b < g.nBins; b++) {
           const c0 = b * g.agg;
           const c1 = Math.min(C, c0 + g.agg);
-          binVal.fill(NaN);
+          if (c1 - c0 === 1) {
+            binVal.set(vals.subarray(c0 * R, c0 * R + R));
+          } else {
+            // max over the bin; NaN (no data) never wins (NaN > x is false)
+            binVal.fill(-Infinity);
+            for (let c = c0; c < c1; c++) {
+              for (let i = c * R, r = 0; r < R; i++, r++) {
+                const v = vals[i];
+                if (v > binVal[r]) binVal[r] = v;
+              }
+            }
+            for (let r = 0; r < R; r++) if (binVal[r] === -Infinity) binVal[r] = NaN;
+          }
           binMark.fill(0);
-          for (let c = c0; c < c1; c++) {
-            const base = c * R;
-            for (let r = 0; r < R; r++) {
-              const v = vals[base + r];
-              const cur = binVal[r];
-              // max over the bin; NaN (no data) never wins over a number
-              if (v === v && (cur !== cur || v > cur)) binVal[r] = v;
-              if (markVals !== null && markVals[base + r] > 0) binMark[r] = 1;
+          if (markVals !== null && colMarked !== null) {
+            for (let c = c0; c < c1; c++) {
+              if (!colMarked[c]) continue;
+              for (let i = c * R, r = 0; r < R; i++, r++) if (markVals[i] > 0) binMark[r] = 1;
             }
           }
           const xa = Math.round(b * g.cellW * dpr);
           const xb = Math.round((b + 1) * g.cellW * dpr);
           for (let r = 0; r < R; r++) {
-            const idx = colorIndex(binVal[r], lo, hi, log);
+            const idx = toIndex(binVal[r]);
             const color = idx < 0 ? nanPx : lutPacked[idx] ?? nanPx;
             const ya = rowY[r];
             const yb = rowY[r + 1];
@@ -455,6 +508,7 @@ export default () => {
           }
         }
         ctx.putImageData(img, px0, py0);
+        tCells = performance.now();
       }
 
       ctx.scale(dpr, dpr);
@@ -486,6 +540,7 @@ export default () => {
         }
       }
 
+      const tMarks = performance.now();
       // labels: module groups (alternating bands when tall enough) and tensor names
       ctx.font = LABEL_FONT;
       ctx.textBaseline = "middle";
@@ -597,7 +652,14 @@ export default () => {
       canvas.dataset.dpr = String(dpr);
       canvas.dataset.log = String(log);
       if (hover) showTooltip(hover.x, hover.y);
-      root.dataset.drawMs = (performance.now() - t0).toFixed(1);
+      const tEnd = performance.now();
+      root.dataset.drawMs = (tEnd - t0).toFixed(1);
+      root.dataset.drawPhases = [
+        `range:${(tRange - t0).toFixed(1)}`,
+        `cells:${(tCells - tRange).toFixed(1)}`,
+        `marks:${(tMarks - tCells).toFixed(1)}`,
+        `labels:${(tEnd - tMarks).toFixed(1)}`,
+      ].join(" ");
     };
 
     const drawColorbar = (lo: number, hi: number, log: boolean, fg: string) => {

@@ -209,4 +209,4 @@ def test_big_heatmap_stays_responsive(page: Any, lab: Any, nb: Any, hm: Any) -> 
     page.mouse.move(0, 0)
     nb.screenshot(page.locator(ROOT), "heatmap_big_2000x5000.png")
     page.probe.check()
-    print(f"big heatmap: draw {draw_ms} ms, select->redraw {max(times):.2f}s, agg {agg}")
+    print(f"big heatmap: draw {draw_ms} ms ({st['root']['drawPhases']}), select->redraw {max(times):.2f}s, agg {agg}")
