@@ -350,3 +350,93 @@ def test_status_right_after_a_data_flush_is_shown(widget: HeatmapWidget, clock: 
     widget.flush()
     widget.set_status("finished - 1 step")
     assert widget.status == "finished - 1 step"
+
+
+# ---------------------------------------------------------------- the JS side of the protocol
+def _js_replay(tmp_path: pathlib.Path, initial: dict, events: list, lose: set[int]) -> dict:
+    """Feed the recorded kernel->browser traffic to the real Store/applyDelta/applySnapshot
+    of js/src/heatmap.ts (in node), losing the custom messages numbered in ``lose``."""
+    esbuild = REPO / "js" / "node_modules" / ".bin" / "esbuild"
+    node = shutil.which("node")
+    if node is None or not esbuild.exists():
+        pytest.skip("needs node and js/node_modules (npm install in js/)")
+    import base64
+
+    bundle = tmp_path / "heatmap.mjs"
+    if not bundle.exists():
+        subprocess.run([str(esbuild), str(REPO / "js" / "src" / "heatmap.ts"), "--bundle", "--format=esm",
+                        f"--outfile={bundle}"], check=True, capture_output=True)
+    (tmp_path / "events.json").write_text(json.dumps({"initial": initial, "events": events, "lose": sorted(lose)}))
+    script = tmp_path / "replay.mjs"
+    script.write_text(
+        f"import {{ Store, applyDelta, applySnapshot }} from {json.dumps(str(bundle))};\n"
+        "import { readFileSync } from 'node:fs';\n"
+        f"const E = JSON.parse(readFileSync({json.dumps(str(tmp_path / 'events.json'))}, 'utf8'));\n"
+        """
+const view = (b64) => { const b = Buffer.from(b64, 'base64'); return new DataView(b.buffer, b.byteOffset, b.byteLength); };
+let state = {};
+const model = { get: (k) => state[k] };
+const setSnap = (s) => { state = { rows: s.rows, stats: s.stats, snapshot_meta: s.meta, snapshot: view(s.data) }; };
+const store = new Store();
+setSnap(E.initial);
+applySnapshot(model, store, true);
+let i = 0;
+for (const ev of E.events) {
+  if (ev.kind === 'msg') {
+    if (!E.lose.includes(i++)) applyDelta(store, ev.content, ev.buffers.map(view));
+  } else { setSnap(ev); applySnapshot(model, store, false); }
+}
+const data = store.data.map((d) => Buffer.from(d.buffer, 0, store.nCols * store.nRows * 4).toString('base64'));
+process.stdout.write(JSON.stringify({ steps: store.steps, seq: store.seq, stale: store.stale, gaps: store.gaps, data }));
+""")
+    out = subprocess.run([node, str(script)], check=True, capture_output=True, text=True).stdout
+    res = json.loads(out)
+    res["values"] = np.stack([
+        np.frombuffer(base64.b64decode(d), dtype=np.float32).reshape(len(res["steps"]), R).T for d in res["data"]
+    ]) if res["steps"] else np.zeros((S, R, 0), np.float32)
+    return res
+
+
+def _record(w: HeatmapWidget) -> tuple[dict, list]:
+    import base64
+
+    def snap() -> dict:
+        return {"kind": "snapshot", "rows": w.rows, "stats": w.stats, "meta": dict(w.snapshot_meta),
+                "data": base64.b64encode(w.snapshot).decode()}
+
+    events: list = []
+    w.send = lambda content, buffers=None: events.append(  # type: ignore[method-assign]
+        {"kind": "msg", "content": content, "buffers": [base64.b64encode(bytes(b)).decode() for b in buffers or []]})
+    w.observe(lambda change: events.append(snap()), names=["snapshot_meta"])
+    return snap(), events
+
+
+def _traffic(clock: Clock) -> tuple[HeatmapWidget, dict, list]:
+    w = HeatmapWidget(rows=ROWS, stats=STATS)
+    w.MAX_MESSAGE_BYTES = S * R * 4 * 3
+    initial, events = _record(w)
+    for step in range(40):
+        w.append([step], vals([step], seed=step))
+        clock.t += 0.04
+        if step % 9 == 8:
+            w.drop([step - 8, step - 5])
+    w.flush()
+    return w, initial, events
+
+
+def test_js_applies_every_delta_in_order(tmp_path: pathlib.Path, clock: Clock) -> None:
+    w, initial, events = _traffic(clock)
+    res = _js_replay(tmp_path, initial, events, lose=set())
+    assert res["steps"] == w.steps and not res["stale"] and res["gaps"] == 0
+    np.testing.assert_array_equal(res["values"], w.values())
+
+
+def test_js_recovers_lost_messages_from_the_snapshot(tmp_path: pathlib.Path, clock: Clock) -> None:
+    w, initial, events = _traffic(clock)
+    n_msgs = sum(1 for e in events if e["kind"] == "msg")
+    assert sum(1 for e in events if e["kind"] == "snapshot") >= 2  # periodic + flush
+    for lose in ({0, 1, 2}, {5}, {n_msgs - 1}):  # lost at start (no model yet), midway, last
+        res = _js_replay(tmp_path, initial, events, lose=lose)
+        assert res["gaps"] >= 1 or lose == {n_msgs - 1}
+        assert res["steps"] == w.steps and not res["stale"], lose
+        np.testing.assert_array_equal(res["values"], w.values())

@@ -45,3 +45,14 @@ def test_wheel_contains_the_widget_python(wheel: pathlib.Path) -> None:
         names = set(z.namelist())
     for mod in ("dsnotebook/widgets/__init__.py", "dsnotebook/widgets/heatmap.py", "dsnotebook/widgets/colors.py"):
         assert mod in names
+
+
+def test_typescript_passes_strict_typecheck() -> None:
+    """`npm run typecheck` (tsc --noEmit --strict) in js/."""
+    import shutil
+
+    if shutil.which("npm") is None or not (REPO / "js" / "node_modules" / ".bin" / "tsc").exists():
+        pytest.skip("needs npm and js/node_modules (npm ci in js/)")
+    proc = subprocess.run(["npm", "run", "--silent", "typecheck"], cwd=REPO / "js",
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -56,7 +56,7 @@ interface DeltaMsg {
 }
 
 /** Columns held by the browser: per statistic a growable [col][row] float32 block. */
-class Store {
+export class Store {
   nStats = 0;
   nRows = 0;
   steps: number[] = [];
@@ -64,6 +64,8 @@ class Store {
   cap = 0;
   seq = 0;
   stale = false;
+  gaps = 0; // deltas ignored because of a seq gap
+  snapshots = 0; // snapshots applied
   version = 0;
   private listeners = new Set<() => void>();
   // per statistic: value range over all columns, and "any value > 0" per column;
@@ -196,7 +198,7 @@ function toBytes(view: DataView | null | undefined): Uint8Array {
   return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
 }
 
-function applySnapshot(model: AnyModel<Model>, store: Store, force: boolean): boolean {
+export function applySnapshot(model: Pick<AnyModel<Model>, "get">, store: Store, force: boolean): boolean {
   const meta = model.get("snapshot_meta") || {};
   const seq = meta.seq ?? 0;
   const rows = model.get("rows") || [];
@@ -211,14 +213,16 @@ function applySnapshot(model: AnyModel<Model>, store: Store, force: boolean): bo
   }
   store.seq = seq;
   store.stale = false;
+  store.snapshots++;
   return true;
 }
 
-function applyDelta(store: Store, msg: DeltaMsg, buffers: DataView[]): boolean {
+export function applyDelta(store: Store, msg: DeltaMsg, buffers: DataView[]): boolean {
   if (typeof msg.seq !== "number") return false;
   if (msg.seq <= store.seq) return false; // already contained in a snapshot
   if (msg.seq !== store.seq + 1) {
     store.stale = true; // a gap: wait for the next snapshot
+    store.gaps++;
     return false;
   }
   if (msg.type === "append") {
@@ -640,6 +644,8 @@ export default () => {
       root.dataset.rows = String(R);
       root.dataset.seq = String(store.seq);
       root.dataset.stale = String(store.stale);
+      root.dataset.gaps = String(store.gaps);
+      root.dataset.snapshots = String(store.snapshots);
       root.dataset.stat = st ? st.key : "";
       canvas.dataset.vmin = String(lo);
       canvas.dataset.vmax = String(hi);

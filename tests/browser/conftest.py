@@ -186,6 +186,9 @@ def page(browser: Any, lab: Lab) -> Iterator[Any]:
             probe.console_errors.append(f"{msg.text} ({msg.location.get('url', '')})")
 
     def on_dialog(dialog: Any) -> None:
+        if dialog.type == "beforeunload":  # "leave page?" on reload: yes
+            dialog.accept()
+            return
         probe.dialogs.append(f"{dialog.type}: {dialog.message}")
         dialog.dismiss()
 

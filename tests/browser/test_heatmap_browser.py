@@ -151,8 +151,62 @@ def test_synthetic_heatmap_live(page: Any, lab: Any, nb: Any, hm: Any) -> None:
     out = nb.run_new_cell("print(w.stat); print(w._repr_mimebundle_()[0]['text/plain'].splitlines()[0])")
     assert out.splitlines()[0] == "zero_frac", out
     assert f"{len(ROWS)} tensors x {N_STEPS} steps" in out, out
+
+    # dark theme: same cells, readable labels
+    page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=15000)
+    draws = int(hm.widget_state(page)["root"]["draws"])
+    page.select_option(".dsn-stat-select", "norm")
+    page.wait_for_function(f"() => Number(document.querySelector('{ROOT}').dataset.draws) > {draws}")
+    page.locator(ROOT).scroll_into_view_if_needed()
+    hm.check_pixels(page, VALUES, 0, True, marked)
+    nb.screenshot(page.locator(ROOT), "heatmap_synthetic_dark.png")
+    page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'", timeout=15000)
+
+    # reload the page: the view is rebuilt from the kernel's snapshot trait alone
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    page.reload()
+    page.wait_for_function(
+        f"() => document.querySelector('{ROOT}') && document.querySelector('{ROOT}').dataset.columns === '{N_STEPS}'",
+        timeout=60000)
+    page.locator(ROOT).first.scroll_into_view_if_needed()
+    hm.check_pixels(page, VALUES, 0, True, marked)
+    hm.check_marks(page, marked)
     page.probe.check()
     print(f"synthetic heatmap browser test: {time.monotonic() - t_start:.1f}s")
+
+
+EARLY_CELL = GEN + '''
+import time
+from dsnotebook.widgets import HeatmapWidget
+w = HeatmapWidget(rows=ROWS, stats=STATS)
+for step in range(10):          # sent before the browser has a model for w: lost
+    w.append([step], values_for(step))
+    time.sleep(0.02)
+display(w)
+time.sleep(1.0)
+for step in range(10, N_STEPS):  # deltas after a gap: ignored until a snapshot
+    w.append([step], values_for(step))
+    time.sleep(0.05)
+w.flush()
+'''
+
+
+def test_data_sent_before_the_view_exists_is_recovered(page: Any, lab: Any, nb: Any, hm: Any) -> None:
+    """Custom messages that reach no model are lost; the snapshot trait repairs the view."""
+    lab.write_notebook("early_heatmap.ipynb", [EARLY_CELL])
+    nb.open("early_heatmap.ipynb")
+    nb.run_all()
+    nb.wait_done(1)
+    page.wait_for_function(
+        f"() => document.querySelector('{ROOT}') && document.querySelector('{ROOT}').dataset.columns === '{N_STEPS}'",
+        timeout=20000)
+    st = hm.widget_state(page)
+    assert st["root"]["stale"] == "false"
+    print(f"early data: {st['root']['gaps']} deltas ignored after a gap, {st['root']['snapshots']} snapshots applied")
+    hm.check_pixels(page, VALUES, 0, True, {(BAD[0], BAD[1])})
+    page.probe.check()
 
 
 BIG_CELLS = [
