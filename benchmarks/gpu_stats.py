@@ -35,6 +35,7 @@ from dsnotebook.kernels import CupyStatsBackend, is_available
 from dsnotebook.stats import TorchStatsBackend
 
 LINES: list[str] = []
+PROFILES: list[str] = []
 
 
 def say(msg: str) -> None:
@@ -75,6 +76,36 @@ def _split_sizes(total: int, n: int, seed: int = 0) -> list[int]:
     sizes = (w / w.sum() * total / 64).floor().long() * 64  # 256-byte aligned views
     sizes[-1] += total - int(sizes.sum())
     return sizes.tolist()
+
+
+VARIANTS = {  # diagnostic kernel variants (-D options of grad_stats.cu)
+    "default": (),
+    "hist plain ld/st": ("-DDSN_HIST_MODE=1",),
+    "hist atomics": ("-DDSN_HIST_MODE=0",),
+    "no hist": ("-DDSN_HIST_MODE=2",),
+    "fp32 sums": ("-DDSN_ACC64=0",),
+    "no hist + fp32 sums": ("-DDSN_HIST_MODE=2", "-DDSN_ACC64=0"),
+}
+
+
+def bench1_variants(res: dict, reps: int, total: int) -> None:
+    """Where the time goes: the same launch with parts of the work compiled out."""
+    say(f"\n[1b] kernel variants (diagnostics), {total:.3g} elements in 300 tensors, GB/s")
+    for dtype in (torch.float32, torch.bfloat16):
+        flat = torch.empty(total, dtype=dtype, device="cuda")
+        flat.normal_(generator=torch.Generator(device="cuda").manual_seed(0))
+        ts = list(torch.split(flat, _split_sizes(total, 300)))
+        nbytes = total * flat.element_size()
+        row = {}
+        for name, defs in VARIANTS.items():
+            be = CupyStatsBackend(_defines=defs)
+            row[name] = nbytes / _med(_events_ms(lambda: be.grad_stats(ts), reps)) / 1e6
+        row["torch.sum"] = nbytes / _med(_events_ms(lambda: torch.sum(flat), reps)) / 1e6
+        dn = str(dtype).replace("torch.", "")
+        res.setdefault("bench1_variants", {})[dn] = row
+        say(f"  {dn:<9}" + " | ".join(f"{k} {v:.0f}" for k, v in row.items()))
+        del ts, flat
+        torch.cuda.empty_cache()
 
 
 def bench1(res: dict, reps: int, total: int) -> None:
@@ -213,6 +244,14 @@ def bench2(res: dict) -> None:
         for i in range(2000):
             be._grad_plans.get(fresh[i % 64])
         rows["cupy plan cache lookup, new objects"] = {"host_us": (time.perf_counter() - t0) / 2000 * 1e6}
+        plan, dptrs = be._grad_plans.get(ts)
+        args = plan.head + (dptrs[1], plan.chunk) + plan.grad_bufs + (plan.grad_out.data_ptr(),)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(300):
+            be._launch(plan, "dsn_grad_stats", args)
+        rows["cupy launch only"] = {"host_us": (time.perf_counter() - t0) / 300 * 1e6}
+        torch.cuda.synchronize()
         res.setdefault("bench2", {})[which] = {"tensors": len(ts), "numel": numel, "rows": rows,
                                                "plan_builds": be._grad_plans.builds}
         say(f"  {which}: {len(ts)} tensors, {numel / 1e6:.1f}M elements (fp32)")
@@ -303,19 +342,44 @@ def bench3(res: dict, pairs: int, steps: int) -> None:
                     tracer._post_step(opt, (), {})
                     hook_us.append((time.perf_counter() - t0) * 1e6)
                 torch.cuda.synchronize()
+                import cProfile
+                import io
+                import pstats
+
+                prof = cProfile.Profile()
+                prof.enable()
+                for _ in range(50):
+                    tracer._pre_step(opt, (), {})
+                    tracer._post_step(opt, (), {})
+                prof.disable()
+                buf = io.StringIO()
+                pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(22)
+                PROFILES.append(f"==== {name}: tracer hooks x50 (pre+post), by own time\n{buf.getvalue()}")
+                torch.cuda.synchronize()
+                # host time to issue one plain step (CPU-bound steps: about the step time)
+                t0 = time.perf_counter()
+                step()
+                issue_ms = (time.perf_counter() - t0) * 1e3
+                torch.cuda.synchronize()
             tracer.flush(wait=True)
             backends = tracer.run.meta.get("backends")
+            bes = list(tracer._backends.values())
+            builds = {"grad_layouts": sum(getattr(b, "_grad_plans").builds for b in bes if hasattr(b, "_grad_plans")),
+                      "param_layouts": sum(getattr(b, "_param_plans").builds for b in bes if hasattr(b, "_param_plans"))}
             r = {"plain_ms": _med(plain), "plain_iqr": _iqr(plain), "traced_ms": _med(traced),
                  "traced_iqr": _iqr(traced), "overhead_pct": 100 * (_med(ratios) - 1),
                  "overhead_iqr_pct": tuple(100 * (q - 1) for q in _iqr(ratios)),
                  "plain_spread_pct": 100 * (_iqr(plain)[1] - _iqr(plain)[0]) / _med(plain),
                  "hook_host_us": _med(hook_us), "hook_host_pct_of_step": 100 * _med(hook_us) / 1e3 / _med(plain),
-                 "backends": backends, "tensors": len(list(model.parameters())),
+                 "backends": backends, "plan_builds": builds, "issue_ms_one_step": issue_ms,
+                 "tensors": len(list(model.parameters())),
                  "recorded_steps": len(getattr(tracer.run, "steps", []))}
             res.setdefault("bench3", {})[name] = r
             say(f"  {name:<42} plain {r['plain_ms']:7.2f} ms  traced {r['traced_ms']:7.2f} ms  overhead "
                 f"{r['overhead_pct']:+5.2f}% (IQR {r['overhead_iqr_pct'][0]:+.2f}..{r['overhead_iqr_pct'][1]:+.2f}%)"
-                f"  hooks {r['hook_host_us']:.0f} us = {r['hook_host_pct_of_step']:.2f}% of a step  {backends}")
+                f"  hooks {r['hook_host_us']:.0f} us = {r['hook_host_pct_of_step']:.2f}% of a step  {backends}"
+                f"  builds {builds}  plain-step IQR {r['plain_iqr'][0]:.2f}..{r['plain_iqr'][1]:.2f} ms"
+                f"  host issue of one step {issue_ms:.1f} ms")
             del model, opt, step, tracer
             torch.cuda.empty_cache()
         except Exception:
@@ -325,7 +389,7 @@ def bench3(res: dict, pairs: int, steps: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--only", default="1,2,3")
+    ap.add_argument("--only", default="1,1b,2,3")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--steps", type=int, default=10)
@@ -344,6 +408,7 @@ def main() -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sections = [("1", lambda: bench1(res, 10 if args.quick else 30, 10**7 if args.quick else 10**9)),
+                ("1b", lambda: bench1_variants(res, 10 if args.quick else 20, 10**7 if args.quick else 10**9)),
                 ("2", lambda: bench2(res)),
                 ("3", lambda: bench3(res, 2 if args.quick else args.pairs, 3 if args.quick else args.steps))]
     for key, fn in sections:
@@ -354,6 +419,8 @@ def main() -> None:
                 say(f"bench {key} FAILED\n" + traceback.format_exc())
             (out / "gpu_stats.json").write_text(json.dumps(res, indent=1, default=str))
             (out / "gpu_stats.txt").write_text("\n".join(LINES) + "\n")
+            if PROFILES:
+                (out / "profiles.txt").write_text("\n".join(PROFILES))
 
 
 if __name__ == "__main__":

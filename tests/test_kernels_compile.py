@@ -54,7 +54,7 @@ def _cuh_constants() -> dict[str, int]:
 
 def test_header_constants_match_python():
     c = _cuh_constants()
-    assert c["THREADS"] == L.THREADS and c["CHUNK"] == L.CHUNK and c["MAXDIM"] == L.MAXDIM
+    assert c["THREADS"] == L.THREADS and c["MAX_CHUNK"] == L.MAX_CHUNK and c["MAXDIM"] == L.MAXDIM
     assert c["HIST_BINS"] == stats.HIST_BINS and c["HIST_EXP_MIN"] == stats.HIST_EXP_MIN
     assert c["GRAD_COLS"] == stats.GRAD_COLS and c["UPDATE_COLS"] == stats.UPDATE_COLS
     for name in ("M_PTR", "M_NUMEL", "M_DTYPE", "M_MODE", "M_FIRST", "M_NBLK", "M_SNAP", "M_NDIM",

@@ -257,3 +257,23 @@ def test_update_stats_deterministic(backend):
     first = backend.update_stats(snap, ws).clone()
     for _ in range(3):
         assert torch.equal(backend.update_stats(snap, ws), first)
+
+
+def test_pointers_move_between_calls(backend):
+    """zero_grad(set_to_none=True) style: new tensors each step, same layout, other data."""
+    shapes = [(64, 3, 7, 7), (64,), (1000, 2048), (5,)]
+    for step in range(4):
+        ts = [_rand(s, torch.float32, scale=10.0 ** step, seed=100 * step + i) for i, s in enumerate(shapes)]
+        if step % 2:
+            keep = [torch.empty(s, device=DEV) for s in shapes]  # shift the allocator's addresses
+        assert_grad_match(backend.grad_stats(ts), ts)
+    assert backend._grad_plans.builds == 1  # one layout, several pointer tables
+    del keep
+
+
+@pytest.mark.parametrize("defines", [("-DDSN_HIST_MODE=1",), ("-DDSN_HIST_MODE=0",)], ids=["plain", "atomic"])
+def test_histogram_variants_match(defines):
+    be = kernels.CupyStatsBackend(_defines=defines)
+    for dtype in DTYPES:
+        ts = _adversarial(dtype) + [_rand(3 * 65536 + 5, dtype, seed=3)]
+        assert_grad_match(be.grad_stats(ts), ts)

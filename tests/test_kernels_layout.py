@@ -149,26 +149,40 @@ def test_collapse_and_density():
 
 def test_many_blocks_map_is_dense_and_ordered():
     specs = [L.TensorSpec(ptr=1024 * i, shape=(n,), strides=(1,), dtype_code=L.DT_BF16)
-             for i, n in enumerate([0, 1, L.CHUNK, L.CHUNK + 1, 3 * L.CHUNK - 5, 7])]
-    arr = L.build_plan(specs)
+             for i, n in enumerate([0, 1, L.MAX_CHUNK, L.MAX_CHUNK + 1, 3 * L.MAX_CHUNK - 5, 7])]
+    arr = L.build_plan(specs, chunk=L.MAX_CHUNK)
+    assert L.build_plan(specs).chunk == L.SMALL_CHUNK  # small set: small chunks
     assert list(arr.meta[:, L.M_NBLK]) == [1, 1, 1, 2, 3, 1]
     assert arr.nblocks == 9
     assert list(arr.bmap[:, 0]) == [0, 1, 2, 3, 3, 4, 4, 4, 5]
     assert list(arr.bmap[:, 1]) == [0, 0, 0, 0, 1, 0, 1, 2, 0]
 
 
+class _FakePlan:
+    def __init__(self) -> None:
+        self.uploads: list[tuple[int, ...]] = []
+
+    def device_pointers(self, ptrs):
+        self.uploads.append(ptrs)
+        return ptrs
+
+
 def test_plan_cache_fast_path_and_invalidation():
-    built = []
-    cache = PlanCache(lambda ts, key: built.append(key) or object())
+    built: list[_FakePlan] = []
+    cache = PlanCache(lambda ts, key: built.append(_FakePlan()) or built[-1])
     ts = [torch.zeros(3), torch.zeros(2, 2)]
-    p1 = cache.get(ts)
-    assert cache.get(ts) is p1 and cache.get(ts) is p1 and cache.get(ts) is p1
-    assert len(built) == 1
-    fresh = [t.clone() for t in ts]  # new objects, new pointers: new plan
-    assert cache.get(fresh) is not p1
+    p1, ptrs = cache.get(ts)
+    assert ptrs == (ts[0].data_ptr(), ts[1].data_ptr())
+    for _ in range(4):
+        assert cache.get(ts)[0] is p1
+    assert len(built) == 1 and len(p1.uploads) == 3  # armed after the third call
+    fresh = [t.clone() for t in ts]  # same layout, new pointers: same plan, new pointer table
+    p2, ptrs2 = cache.get(fresh)
+    assert p2 is p1 and ptrs2 == (fresh[0].data_ptr(), fresh[1].data_ptr())
     reshaped = [ts[0], ts[1].view(4)]  # same pointers, other shape: new plan
-    p3 = cache.get(reshaped)
-    assert p3 is not p1 and len(built) == 3
-    del fresh
-    same_layout = [ts[0], ts[1]]
-    assert cache.get(same_layout) is p1  # LRU hit by full key
+    p3, _ = cache.get(reshaped)
+    assert p3 is not p1 and len(built) == 2
+    misaligned = [ts[0][1:], ts[1]]  # other alignment: new plan
+    assert cache.get(misaligned)[0] is not p1 and len(built) == 3
+    ts[1].set_(torch.zeros(2, 2))  # same object, storage swapped in place: fast path must miss
+    assert cache.get(ts)[1] == (ts[0].data_ptr(), ts[1].data_ptr())

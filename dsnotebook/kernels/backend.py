@@ -2,17 +2,18 @@
 
 Design (issue 3):
 
-* One launch for all tensors of a call: block -> (tensor, 64Ki-element chunk), as in
-  multi_tensor_apply.  The per-tensor table (pointer, numel, dtype, layout) and the
-  block map are built once per set of tensors and cached (``plans.PlanCache``); a
-  cached call costs a key check and one ``cuLaunchKernel``.
+* One launch for all tensors of a call: block -> (tensor, chunk of 16Ki or 64Ki
+  elements), as in multi_tensor_apply.  The per-tensor table (numel, dtype, layout) and
+  the block map are built once per layout of the tensors and cached; the data pointers
+  go in a separate small table, uploaded when they move and cached too
+  (``plans.PlanCache``).  A cached call costs a key check and one ``cuLaunchKernel``.
 * Zero-copy: the kernels read the tensors' memory through their data pointers (what
   ``__cuda_array_interface__`` / DLPack would hand over) and write into torch-owned
   buffers; no array is converted or copied on the way in or out.
 * Asynchronous: everything is enqueued on torch's *current* stream; there is no host
-  synchronisation, ``.item()`` or ``.cpu()``.  The one exception is building a plan
-  for a new set of tensors, which uploads the table from pinned memory
-  (non-blocking) and allocates buffers through torch's caching allocator.
+  synchronisation, ``.item()`` or ``.cpu()``.  A new layout or pointer set uploads its
+  table from pinned memory with a non-blocking copy and allocates buffers through
+  torch's caching allocator (no synchronisation either).
 * Output buffer reuse: ``grad_stats`` / ``update_stats`` return a tensor that belongs to
   the plan and is overwritten by the next call for the same set of tensors.  That is
   safe when the caller enqueues its device->pinned-host copy on the current stream right
@@ -36,9 +37,9 @@ from __future__ import annotations
 
 import pathlib
 import threading
+from collections import OrderedDict
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from ..stats import GRAD_COLS, UPDATE_COLS, TorchStatsBackend
@@ -47,25 +48,29 @@ from .plans import PlanCache
 
 KERNEL_DIR = pathlib.Path(__file__).resolve().parent
 _compile_lock = threading.Lock()
-_modules: dict[int, dict[str, Any]] = {}  # device index -> kernel name -> launcher
+_modules: dict[tuple, dict[str, Any]] = {}  # (device index, defines) -> kernel name -> launcher
 
 
-def _compile(device_index: int) -> dict[str, Any]:
-    """Compile both .cu files once per device (cupy also caches the binaries on disk)."""
+def _compile(device_index: int, defines: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Compile both .cu files once per device (cupy also caches the binaries on disk).
+
+    ``defines`` (``-D`` options) select the diagnostic kernel variants of the benchmark.
+    """
     import cupy
 
+    key = (device_index, defines)
     with _compile_lock:
-        if device_index in _modules:
-            return _modules[device_index]
+        if key in _modules:
+            return _modules[key]
         fns: dict[str, Any] = {}
         with cupy.cuda.Device(device_index):
             for src, names in (("grad_stats.cu", ("dsn_grad_stats",)),
                                ("update_stats.cu", ("dsn_snapshot", "dsn_update_stats"))):
                 code = (KERNEL_DIR / src).read_text()
-                mod = cupy.RawModule(code=code, options=("-std=c++17", f"-I{KERNEL_DIR}"))
+                mod = cupy.RawModule(code=code, options=("-std=c++17", f"-I{KERNEL_DIR}") + defines)
                 for name in names:
                     fns[name] = _Launcher(mod.get_function(name))
-        _modules[device_index] = fns
+        _modules[key] = fns
         return fns
 
 
@@ -120,10 +125,10 @@ class _Launcher:
 
 
 class _Plan:
-    """Device-side table, block map and reusable buffers for one set of tensors.
+    """Device-side table, block map and reusable buffers for one layout of tensors.
 
-    ``fallback`` plans mark sets the kernels do not handle (checked once per set, not
-    per call: the key includes every pointer and dtype).
+    ``fallback`` plans mark sets the kernels do not handle (checked once per layout,
+    not per call).
     """
 
     fallback = False
@@ -136,22 +141,21 @@ class _Plan:
         self.device = dev
         self.device_index = dev.index if dev.index is not None else torch.cuda.current_device()
         self.n = len(tensors)
-        self.staged: list[tuple[int, torch.Tensor]] = []
+        self.staged: dict[int, torch.Tensor] = {}
         specs = []
         for i, t in enumerate(tensors):
             sp = L.TensorSpec.of(t)
             if L.needs_staging(sp):
                 buf = torch.empty(t.shape, dtype=t.dtype, device=dev)
-                self.staged.append((i, buf))
+                self.staged[i] = buf
                 sp = L.TensorSpec.of(buf)
             specs.append(sp)
         arr = L.build_plan(specs)
         self.nblocks = arr.nblocks
+        self.chunk = arr.chunk
         self.snap_bytes = arr.snap_bytes
-        # Pinned staging + non_blocking: no host sync; the host arrays live with the plan.
-        self._host = (torch.from_numpy(arr.meta).pin_memory(), torch.from_numpy(arr.bmap).pin_memory())
-        self.meta = self._host[0].to(dev, non_blocking=True)
-        self.bmap = self._host[1].to(dev, non_blocking=True)
+        self.meta = _upload(torch.from_numpy(arr.meta), dev)
+        self.bmap = _upload(torch.from_numpy(arr.bmap), dev)
         nb = self.nblocks
         z = dict(device=dev)
         self.gpart_f = torch.empty(nb * L.GPART_F, dtype=torch.float64, **z)
@@ -164,13 +168,41 @@ class _Plan:
         self.update_out = torch.empty(self.n, UPDATE_COLS, dtype=torch.float64, **z)
         self.snap: torch.Tensor | None = None
         p = torch.Tensor.data_ptr
-        self.grad_args = (p(self.meta), p(self.bmap), p(self.gpart_f), p(self.gaccu), p(self.gtickets))
-        self.upd_args = (p(self.meta), p(self.bmap))
+        self.head = (p(self.meta), p(self.bmap))
+        self.grad_bufs = (p(self.gpart_f), p(self.gaccu), p(self.gtickets))
         self.upd_bufs = (p(self.upart_f), p(self.uaccu), p(self.utickets))
+        self._pointer_tables: OrderedDict[tuple[int, ...], tuple[torch.Tensor, int]] = OrderedDict()
+
+    def device_pointers(self, ptrs: tuple[int, ...]) -> tuple[torch.Tensor, int] | None:
+        """Device copy of the data pointers (staging buffers substituted), cached per set."""
+        if self.fallback:
+            return None
+        found = self._pointer_tables.get(ptrs)
+        if found is not None:
+            self._pointer_tables.move_to_end(ptrs)
+            return found
+        eff = list(ptrs)
+        for i, buf in self.staged.items():
+            eff[i] = buf.data_ptr()
+        table = _upload(torch.tensor(eff, dtype=torch.int64), self.device)
+        found = (table, table.data_ptr())
+        self._pointer_tables[ptrs] = found
+        while len(self._pointer_tables) > 8:
+            self._pointer_tables.popitem(last=False)
+        return found
 
     def stage(self, tensors: Sequence[torch.Tensor]) -> None:
-        for i, buf in self.staged:
+        for i, buf in self.staged.items():
             buf.copy_(tensors[i])
+
+
+def _upload(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host -> device on the current stream without a host synchronisation.
+
+    From pinned memory (torch's caching host allocator, reused once the copy's event
+    has completed): a copy from pageable memory may make the driver wait for the stream.
+    """
+    return host.pin_memory().to(device, non_blocking=True)
 
 
 class _Snapshot:
@@ -180,13 +212,14 @@ class _Snapshot:
     ``update_stats`` with the same objects only re-checks their data pointers.
     """
 
-    __slots__ = ("plan", "fallback", "tensors", "ids", "ptrs")
+    __slots__ = ("plan", "fallback", "tensors", "ids", "ptrs", "dptrs")
 
     def __init__(self, plan: _Plan | None, fallback: Any = None,
-                 tensors: Sequence[torch.Tensor] = ()):
+                 tensors: Sequence[torch.Tensor] = (), dptrs: Any = None):
         self.plan = plan
         self.fallback = fallback
         self.tensors = tensors
+        self.dptrs = dptrs
         self.ids = tuple(map(id, tensors))
         self.ptrs = tuple(map(torch.Tensor.data_ptr, tensors)) if plan is not None else ()
 
@@ -207,16 +240,16 @@ class CupyStatsBackend:
 
     name = "cupy"
 
-    def __init__(self) -> None:
+    def __init__(self, *, _defines: tuple[str, ...] = ()) -> None:
+        self._defines = tuple(_defines)  # benchmark diagnostics only
         self._reference = TorchStatsBackend()
         self._grad_plans: PlanCache[_Plan] = PlanCache(_Plan)
         self._param_plans: PlanCache[_Plan] = PlanCache(_Plan)
 
     # -- helpers -----------------------------------------------------------------
-    @staticmethod
-    def _launch(plan: _Plan, name: str, args: tuple) -> None:
+    def _launch(self, plan: _Plan, name: str, args: tuple) -> None:
         idx = plan.device_index
-        fns = _modules.get(idx) or _compile(idx)
+        fns = _modules.get((idx, self._defines)) or _compile(idx, self._defines)
         if torch.cuda.current_device() != idx:
             with torch.cuda.device(idx):
                 fns[name](plan.nblocks, args, torch._C._cuda_getCurrentRawStream(idx))
@@ -235,47 +268,51 @@ class CupyStatsBackend:
 
     # -- the backend protocol ----------------------------------------------------
     def grad_stats(self, tensors: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+        """[n, GRAD_COLS] float64 on the tensors' device; see the module docstring on reuse."""
         if len(tensors) == 0:
             return torch.zeros(0, GRAD_COLS, dtype=torch.float64)
         if not tensors[0].is_cuda:
             return self._reference.grad_stats(tensors)
-        plan = self._grad_plans.get(tensors)
+        plan, dptrs = self._grad_plans.get(tensors)
         if plan.fallback:
             return self._reference.grad_stats(tensors)
         if plan.staged:
             plan.stage(tensors)
         res = self._out(out, plan.grad_out)
-        self._launch(plan, "dsn_grad_stats", plan.grad_args + (res.data_ptr(),))
+        self._launch(plan, "dsn_grad_stats",
+                     plan.head + (dptrs[1], plan.chunk) + plan.grad_bufs + (res.data_ptr(),))
         return res
 
     def snapshot(self, tensors: Sequence[torch.Tensor]) -> _Snapshot:
+        """Copy of the weights into the plan's snapshot buffer (valid until the next one)."""
         if len(tensors) == 0 or not tensors[0].is_cuda:
             return _Snapshot(None, self._reference.snapshot(tensors))
-        plan = self._param_plans.get(tensors)
+        plan, dptrs = self._param_plans.get(tensors)
         if plan.fallback:
             return _Snapshot(None, self._reference.snapshot(tensors))
         if plan.staged:
             plan.stage(tensors)
         if plan.snap is None:
             plan.snap = torch.empty(plan.snap_bytes, dtype=torch.uint8, device=plan.device)
-        self._launch(plan, "dsn_snapshot", plan.upd_args + (plan.snap.data_ptr(),))
-        return _Snapshot(plan, tensors=tensors)
+        self._launch(plan, "dsn_snapshot", plan.head + (dptrs[1], plan.chunk, plan.snap.data_ptr()))
+        return _Snapshot(plan, tensors=tensors, dptrs=dptrs)
 
     def update_stats(self, before: _Snapshot, tensors: Sequence[torch.Tensor],
                      out: torch.Tensor | None = None) -> torch.Tensor:
+        """[n, UPDATE_COLS] float64: sum((new-old)^2), sum(old^2), changed."""
         if before.plan is None:
             return self._reference.update_stats(before.fallback, tensors)
         if (tuple(map(id, tensors)) == before.ids
                 and tuple(map(torch.Tensor.data_ptr, tensors)) == before.ptrs):
-            plan = before.plan  # the very tensors of the snapshot, still in place
+            plan, dptrs = before.plan, before.dptrs  # the very tensors of the snapshot, in place
         else:
-            plan = self._param_plans.get(tensors)
+            plan, dptrs = self._param_plans.get(tensors)
         if plan is not before.plan:
-            raise ValueError("update_stats: the tensors changed (pointers, shapes, strides or "
-                             "dtypes) since snapshot(); take a new snapshot")
+            raise ValueError("update_stats: the tensors changed (shapes, strides, dtypes or "
+                             "alignment) since snapshot(); take a new snapshot")
         if plan.staged:
             plan.stage(tensors)
         res = self._out(out, plan.update_out)
-        args = plan.upd_args + (plan.snap.data_ptr(),) + plan.upd_bufs + (res.data_ptr(),)
-        self._launch(plan, "dsn_update_stats", args)
+        self._launch(plan, "dsn_update_stats", plan.head + (dptrs[1], plan.chunk, plan.snap.data_ptr())
+                     + plan.upd_bufs + (res.data_ptr(),))
         return res

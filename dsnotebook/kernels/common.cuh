@@ -15,10 +15,12 @@ typedef unsigned long long u64;
 typedef unsigned int u32;
 typedef unsigned short u16;
 
-// Launch shape: one block of THREADS threads per (tensor, chunk of CHUNK elements).
+// Launch shape: one block of THREADS threads per (tensor, chunk).  The chunk length is a
+// launch argument chosen by the launcher (smaller chunks for small sets of tensors, so
+// that every multiprocessor gets work); MAX_CHUNK bounds it.
 constexpr int THREADS = 128;
 constexpr int NWARPS = THREADS / 32;
-constexpr i64 CHUNK = 65536;
+constexpr i64 MAX_CHUNK = 65536;
 
 // Output layout, identical to dsnotebook/stats.py.
 constexpr int HIST_BINS = 64;
@@ -28,7 +30,8 @@ constexpr int UPDATE_COLS = 3;
 
 // Per-tensor table: M_COLS int64 per tensor.
 constexpr int MAXDIM = 6;
-constexpr int M_PTR = 0;      // element data (for staged tensors: the staging copy)
+constexpr int M_PTR = 0;      // data pointer when the table was built (informational: the
+                              // kernels read the current pointers from their own argument)
 constexpr int M_NUMEL = 1;
 constexpr int M_DTYPE = 2;    // DT_*
 constexpr int M_MODE = 3;     // MODE_*

@@ -16,6 +16,16 @@
 // Floating-point sums therefore never depend on scheduling.
 #include "common.cuh"
 
+// Histogram update: 0 = shared atomicAdd on the thread's own column (default);
+// 1 = plain load/add/store on the own column; 2 = no histogram (benchmark diagnostics).
+#ifndef DSN_HIST_MODE
+#define DSN_HIST_MODE 0
+#endif
+// 1 = fp64 sums per element (default); 0 = fp32 per thread (benchmark diagnostics only).
+#ifndef DSN_ACC64
+#define DSN_ACC64 1
+#endif
+
 namespace dsn {
 
 struct GradVisit {
@@ -23,32 +33,45 @@ struct GradVisit {
   float mx;
   u32 nf;
   u32* col;  // this thread's histogram column in shared memory
+  float fs, fq;
 
   __device__ __forceinline__ void operator()(float x) {
     const bool fin = finite_f32(x);
     const float v = fin ? x : 0.0f;   // non-finite: counted, then treated as 0 below
     nf += fin ? 0u : 1u;
     mx = fmaxf(mx, fabsf(v));
+#if DSN_ACC64
     const double d = (double)v;
     s += d;
     q = fma(d, d, q);
+#else
+    fs += v;
+    fq = fmaf(v, v, fq);
+#endif
     // floor(log2|v|) = biased exponent - 127 for normals; subnormals (exponent 0) clamp
     // to bin 1, exact zeros (and the zeroed non-finite values) go to bin 0.
     const u32 a = __float_as_uint(v) << 1;
     const int e = (int)(a >> 24);
     const int lo = (int)min(a, 1u);
     const int bin = min(max(e + (1 - HIST_EXP_MIN - 127), lo), HIST_BINS - 1);
+#if DSN_HIST_MODE == 0
     atomicAdd(col + bin * THREADS, 1u);
+#elif DSN_HIST_MODE == 1
+    col[bin * THREADS] += 1u;
+#else
+    (void)bin;
+#endif
   }
+  __device__ __forceinline__ void finish() { s += (double)fs; q += (double)fq; }
 };
 
 template <class Visit>
-__device__ __forceinline__ void visit_chunk(const i64* __restrict__ m, i64 chunk, Visit& v) {
+__device__ __forceinline__ void visit_chunk(const i64* __restrict__ m, const char* base, i64 chunk,
+                                            i64 chunk_len, Visit& v) {
   const i64 numel = __ldg(m + M_NUMEL);
-  const i64 start = chunk * CHUNK;
+  const i64 start = chunk * chunk_len;
   const i64 rest = numel - start;
-  const int len = (int)(rest < CHUNK ? (rest > 0 ? rest : 0) : CHUNK);
-  const char* base = reinterpret_cast<const char*>(__ldg(m + M_PTR));
+  const int len = (int)(rest < chunk_len ? (rest > 0 ? rest : 0) : chunk_len);
   const int dt = (int)__ldg(m + M_DTYPE);
   if (__ldg(m + M_MODE) == MODE_DENSE) {
     if (dt == DT_F32) dense_chunk<DT_F32>(base + start * 4, len, v);
@@ -67,6 +90,7 @@ using namespace dsn;
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 dsn_grad_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
+               const i64* __restrict__ ptrs, i64 chunk_len,
                double* __restrict__ part_f, u64* __restrict__ accu,
                u32* __restrict__ tickets, double* __restrict__ out) {
   __shared__ u32 hist[HIST_BINS * THREADS];
@@ -88,8 +112,9 @@ dsn_grad_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
 #pragma unroll 16
   for (int b = 0; b < HIST_BINS; ++b) hist[b * THREADS + tid] = 0u;  // own column only
 
-  GradVisit v{0.0, 0.0, 0.0f, 0u, hist + tid};
-  visit_chunk(m, (i64)bm.y, v);
+  GradVisit v{0.0, 0.0, 0.0f, 0u, hist + tid, 0.0f, 0.0f};
+  visit_chunk(m, reinterpret_cast<const char*>(__ldg(ptrs + t)), (i64)bm.y, chunk_len, v);
+  v.finish();
 
   // Block reduction.  Floats: fixed shuffle tree then warps in order (deterministic).
   float mx = v.mx;

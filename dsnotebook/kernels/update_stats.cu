@@ -62,14 +62,14 @@ __device__ __forceinline__ void update_dense(const char* pn, const char* po, int
 }
 
 template <int DT>
-__device__ __forceinline__ void update_chunk(const i64* __restrict__ m, const char* snap,
-                                             i64 chunk, UpdateVisit& v) {
+__device__ __forceinline__ void update_chunk(const i64* __restrict__ m, const char* base,
+                                             const char* snap, i64 chunk, i64 chunk_len,
+                                             UpdateVisit& v) {
   typedef Elem<DT> E;
   const i64 numel = __ldg(m + M_NUMEL);
-  const i64 start = chunk * CHUNK;
+  const i64 start = chunk * chunk_len;
   const i64 rest = numel - start;
-  const int len = (int)(rest < CHUNK ? (rest > 0 ? rest : 0) : CHUNK);
-  const char* base = reinterpret_cast<const char*>(__ldg(m + M_PTR));
+  const int len = (int)(rest < chunk_len ? (rest > 0 ? rest : 0) : chunk_len);
   const char* old = snap + __ldg(m + M_SNAP) + start * E::ES;
   if (__ldg(m + M_MODE) == MODE_DENSE) {
     update_dense<DT>(base + start * E::ES, old, len, v);
@@ -85,15 +85,16 @@ using namespace dsn;
 
 // Copy chunk bmap[b] of every tensor into the snapshot buffer.
 extern "C" __global__ void __launch_bounds__(THREADS)
-dsn_snapshot(const i64* __restrict__ meta, const int2* __restrict__ bmap, char* __restrict__ snap) {
+dsn_snapshot(const i64* __restrict__ meta, const int2* __restrict__ bmap,
+             const i64* __restrict__ ptrs, i64 chunk_len, char* __restrict__ snap) {
   const int2 bm = bmap[blockIdx.x];
   const i64* m = meta + (i64)bm.x * M_COLS;
   const int es = __ldg(m + M_DTYPE) == DT_F32 ? 4 : 2;
   const i64 numel = __ldg(m + M_NUMEL);
-  const i64 start = (i64)bm.y * CHUNK;
+  const i64 start = (i64)bm.y * chunk_len;
   const i64 rest = numel - start;
-  const int len = (int)(rest < CHUNK ? (rest > 0 ? rest : 0) : CHUNK);
-  const char* src = reinterpret_cast<const char*>(__ldg(m + M_PTR));
+  const int len = (int)(rest < chunk_len ? (rest > 0 ? rest : 0) : chunk_len);
+  const char* src = reinterpret_cast<const char*>(__ldg(ptrs + bm.x));
   char* dst = snap + __ldg(m + M_SNAP) + start * es;
   const int tid = threadIdx.x;
   if (__ldg(m + M_MODE) == MODE_DENSE) {
@@ -120,6 +121,7 @@ dsn_snapshot(const i64* __restrict__ meta, const int2* __restrict__ bmap, char* 
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 dsn_update_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
+                 const i64* __restrict__ ptrs, i64 chunk_len,
                  const char* __restrict__ snap, double* __restrict__ part_f,
                  u64* __restrict__ accu, u32* __restrict__ tickets, double* __restrict__ out) {
   __shared__ double scratch[NWARPS];
@@ -132,9 +134,10 @@ dsn_update_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
 
   UpdateVisit v{0.0, 0.0, 0u};
   const int dt = (int)__ldg(m + M_DTYPE);
-  if (dt == DT_F32) update_chunk<DT_F32>(m, snap, (i64)bm.y, v);
-  else if (dt == DT_BF16) update_chunk<DT_BF16>(m, snap, (i64)bm.y, v);
-  else update_chunk<DT_F16>(m, snap, (i64)bm.y, v);
+  const char* base = reinterpret_cast<const char*>(__ldg(ptrs + t));
+  if (dt == DT_F32) update_chunk<DT_F32>(m, base, snap, (i64)bm.y, chunk_len, v);
+  else if (dt == DT_BF16) update_chunk<DT_BF16>(m, base, snap, (i64)bm.y, chunk_len, v);
+  else update_chunk<DT_F16>(m, base, snap, (i64)bm.y, chunk_len, v);
 
   u32 ch = __reduce_add_sync(0xffffffffu, v.ch);
   if (lane == 0) sch[warp] = ch;
