@@ -440,3 +440,23 @@ def test_js_recovers_lost_messages_from_the_snapshot(tmp_path: pathlib.Path, clo
         assert res["gaps"] >= 1 or lose == {n_msgs - 1}
         assert res["steps"] == w.steps and not res["stale"], lose
         np.testing.assert_array_equal(res["values"], w.values())
+
+
+def test_display_and_update_display_refresh_the_text(monkeypatch: pytest.MonkeyPatch, widget: HeatmapWidget) -> None:
+    import IPython.display
+
+    class Handle:
+        def __init__(self) -> None:
+            self.texts: list[str] = []
+
+        def update(self, obj: HeatmapWidget) -> None:
+            self.texts.append(obj._repr_mimebundle_()[0]["text/plain"])
+
+    handle = Handle()
+    calls: list = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, display_id=None: calls.append(display_id) or handle)
+    assert widget.display() is handle and calls == [True]
+    widget.append([0, 1], vals([0, 1]))
+    widget.flush()
+    widget.update_display()
+    assert "3 tensors x 2 steps" in handle.texts[-1]

@@ -214,6 +214,25 @@ class HeatmapWidget(anywidget.AnyWidget):
         with self._lock:
             self._send_pending(force_snapshot=True)
 
+    # ------------------------------------------------------------------ display
+    def display(self) -> Any:
+        """Display the widget (with a display id) and return the display handle.
+
+        The output's ``text/plain`` is the text summary as of now; call
+        :meth:`update_display` at the end of the cell so that saved notebooks, nbconvert's
+        text/markdown exports and terminals carry the final summary.
+        """
+        from IPython.display import display
+
+        self._display_handle = display(self, display_id=True)
+        return self._display_handle
+
+    def update_display(self) -> None:
+        """Re-send the output of :meth:`display` (fresh text summary; the live view stays)."""
+        handle = getattr(self, "_display_handle", None)
+        if handle is not None:
+            handle.update(self)
+
     # ------------------------------------------------------------------ text repr
     def _repr_mimebundle_(self, **kwargs: Any):  # type: ignore[override]
         bundle = super()._repr_mimebundle_(**kwargs)

@@ -63,13 +63,14 @@ CELL = GEN + '''
 import time
 from dsnotebook.widgets import HeatmapWidget
 w = HeatmapWidget(rows=ROWS, stats=STATS)
-display(w)
+w.display()
 for step in range(N_STEPS):
     w.append([step], values_for(step))
     w.set_status(f"running… step {step}")
     time.sleep(0.1)
 w.set_status(f"finished - {N_STEPS} steps")
 w.flush()
+w.update_display()   # the saved output's text/plain: the final summary
 '''
 
 ns: dict[str, Any] = {}
@@ -166,6 +167,9 @@ def test_synthetic_heatmap_live(page: Any, lab: Any, nb: Any, hm: Any) -> None:
 
     # reload the page: the view is rebuilt from the kernel's snapshot trait alone
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    saved = json.loads((lab.root / "synthetic_heatmap.ipynb").read_text())
+    plain = "".join("".join(o["data"].get("text/plain", "")) for o in saved["cells"][0]["outputs"] if "data" in o)
+    assert f"{len(ROWS)} tensors x {N_STEPS} steps" in plain, plain  # nbconvert/terminal text
     page.reload()
     page.wait_for_function(
         f"() => document.querySelector('{ROOT}') && document.querySelector('{ROOT}').dataset.columns === '{N_STEPS}'",
