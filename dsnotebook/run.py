@@ -32,7 +32,11 @@ from .stats import (
 
 GRAD_FIELDS = ("norm", "mean", "std", "absmax", "nonfinite", "zero_frac")
 UPDATE_FIELDS = ("update_ratio", "changed_frac")
-TABLES = ("tensors", "grads", "updates", "hist", "events")
+ACT_FIELDS = ("mean", "std", "absmax", "zero_frac", "nonfinite", "dead_units", "units", "call")
+TABLES = ("tensors", "grads", "updates", "hist", "events", "activations", "graph_nodes", "graph_edges")
+GRAPH_NODE_COLUMNS = ["id", "kind", "label", "name", "type", "params", "call", "parent", "order", "leaf", "shapes",
+                      "param_inputs"]
+GRAPH_EDGE_COLUMNS = ["id", "source", "target", "tensor", "shape", "dtype", "device"]
 
 Listener = Callable[[str, list[int]], None]
 
@@ -46,9 +50,17 @@ class _StepRecord:
     hist: np.ndarray = field(default_factory=lambda: np.zeros((0, HIST_BINS), np.uint32))
     upd_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     upd_vals: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    act_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # index into Run.act_modules
+    act_vals: np.ndarray = field(default_factory=lambda: np.zeros((0, len(ACT_FIELDS)), np.float32))
+    act_dead: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # dead unit indices, all rows
+    act_dead_n: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.grad_ids, self.grad_vals, self.hist, self.upd_ids, self.upd_vals))
+        return sum(a.nbytes for a in (self.grad_ids, self.grad_vals, self.hist, self.upd_ids, self.upd_vals,
+                                      self.act_ids, self.act_vals, self.act_dead, self.act_dead_n))
+
+
+_ARRAYS = ("grad_ids", "grad_vals", "hist", "upd_ids", "upd_vals", "act_ids", "act_vals", "act_dead", "act_dead_n")
 
 
 def derive_grad_fields(raw: np.ndarray, numel: np.ndarray) -> np.ndarray:
@@ -90,6 +102,9 @@ class Run:
         self.tensors: list[dict[str, Any]] = list(tensors or [])
         self.meta: dict[str, Any] = dict(meta or {})
         self.events: list[dict[str, Any]] = []
+        self.graph: dict[str, Any] | None = None  # nodes/edges of one captured forward (dsnotebook.graph)
+        self.act_modules: list[dict[str, Any]] = []  # module outputs with activation rows: name, type
+        self._act_index: dict[str, int] = {}
         self._steps: dict[int, _StepRecord] = {}
         self._order: list[int] = []  # retained steps, ascending
         self._ordinal: dict[int, int] = {}  # step -> index among all recorded steps
@@ -104,7 +119,7 @@ class Run:
         return np.array([t["numel"] for t in self.tensors], dtype=np.int64)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(kind, steps)`` with kind 'append' or 'drop'; returns an unsubscribe."""
+        """Call ``listener(kind, steps)`` (kind: "append", "drop", "event" or "graph"); returns an unsubscribe."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
@@ -148,6 +163,33 @@ class Run:
 
     def add_event(self, step: int | None, kind: str, module: str | None, detail: str) -> None:
         self.events.append({"step": step, "kind": kind, "module": module, "detail": detail})
+        self._notify("event", [step] if step is not None else [])
+
+    def set_graph(self, graph: dict[str, Any]) -> None:
+        """Keep the dataflow graph of one forward pass (see :mod:`dsnotebook.graph`)."""
+        self.graph = graph
+        self._notify("graph", [])
+
+    def add_activations(self, step: int, rows: list[dict[str, Any]]) -> None:
+        """Append activation statistics of module outputs at ``step`` (dicts with ACT_FIELDS,
+        ``module``, ``type`` and the dead unit indices ``dead``)."""
+        if not rows:
+            return
+        ids = []
+        for r in rows:
+            i = self._act_index.get(r["module"])
+            if i is None:
+                i = self._act_index[r["module"]] = len(self.act_modules)
+                self.act_modules.append({"module": r["module"], "type": r.get("type", "")})
+            ids.append(i)
+        vals = np.array([[r[f] for f in ACT_FIELDS] for r in rows], dtype=np.float32)
+        dead = [np.asarray(r.get("dead", ()), dtype=np.int32) for r in rows]
+        rec = self._record(step)
+        rec.act_ids = np.concatenate([rec.act_ids, np.array(ids, np.int32)])
+        rec.act_vals = np.concatenate([rec.act_vals, vals])
+        rec.act_dead = np.concatenate([rec.act_dead] + dead)
+        rec.act_dead_n = np.concatenate([rec.act_dead_n, np.array([len(d) for d in dead], np.int32)])
+        self._notify("append", [step])
 
     def _thin(self) -> None:
         """Keep at most ``keep`` steps: uniform stride over the past, full resolution at the end."""
@@ -207,6 +249,12 @@ class Run:
                 "tensor_id", "name", "module", "tensor", "shape", "dtype", "numel", "trainable", "aliases"])
         if table == "events":
             return pd.DataFrame(self.events, columns=["step", "kind", "module", "detail"])
+        if table == "graph_nodes":
+            return pd.DataFrame((self.graph or {}).get("nodes", []), columns=GRAPH_NODE_COLUMNS)
+        if table == "graph_edges":
+            return pd.DataFrame((self.graph or {}).get("edges", []), columns=GRAPH_EDGE_COLUMNS)
+        if table == "activations":
+            return self._activations_frame()
         names = np.array([t["name"] for t in self.tensors], dtype=object)
         modules = np.array([t["module"] for t in self.tensors], dtype=object)
         if table in ("grads", "updates"):
@@ -239,6 +287,28 @@ class Run:
             return df
         raise KeyError(f"unknown table {table!r}; choose from {TABLES}")
 
+    def _activations_frame(self) -> pd.DataFrame:
+        cols = ["step", "module", "call", "type", "mean", "std", "absmax", "zero_frac", "nonfinite", "dead_units",
+                "units", "dead_indices"]
+        frames = []
+        for s in self._order:
+            r = self._steps[s]
+            if len(r.act_ids) == 0:
+                continue
+            offs = np.concatenate([[0], np.cumsum(r.act_dead_n)])
+            df = pd.DataFrame({"step": s, "module": [self.act_modules[i]["module"] for i in r.act_ids],
+                               "type": [self.act_modules[i]["type"] for i in r.act_ids]})
+            for k, f in enumerate(ACT_FIELDS):
+                df[f] = r.act_vals[:, k]
+            df["dead_indices"] = [r.act_dead[offs[j]:offs[j + 1]].tolist() for j in range(len(r.act_ids))]
+            frames.append(df)
+        if not frames:
+            return pd.DataFrame(columns=cols)
+        df = pd.concat(frames, ignore_index=True)
+        for f in ("call", "nonfinite", "dead_units", "units"):
+            df[f] = df[f].astype(np.int64)
+        return df[cols]
+
     # -- files --------------------------------------------------------------------------
     def save(self, directory: str | pathlib.Path) -> pathlib.Path:
         """Write the run to a directory (JSON for tables of records, NPZ for numbers)."""
@@ -247,10 +317,10 @@ class Run:
         (d / "run.json").write_text(json.dumps({
             "format": 1, "keep": self.keep, "stride": self._stride, "recorded": self._recorded,
             "dropped_steps": self.dropped_steps, "tensors": self.tensors, "meta": self.meta,
-            "events": self.events}, indent=1, default=str))
+            "events": self.events, "graph": self.graph, "act_modules": self.act_modules}, indent=1, default=str))
         arrays: dict[str, np.ndarray] = {"steps": np.array(self._order, dtype=np.int64),
                                          "ordinals": np.array([self._ordinal[s] for s in self._order], np.int64)}
-        for name in ("grad_ids", "grad_vals", "hist", "upd_ids", "upd_vals"):
+        for name in _ARRAYS:
             parts = [getattr(self._steps[s], name) for s in self._order]
             arrays[name] = np.concatenate(parts) if parts else np.zeros(0)
             arrays[name + "_len"] = np.array([len(p) for p in parts], dtype=np.int64)
@@ -264,10 +334,12 @@ class Run:
         head = json.loads((d / "run.json").read_text())
         run = cls(head["tensors"], head["meta"], keep=head["keep"])
         run.events = head["events"]
+        run.graph = head.get("graph")
+        run.act_modules = head.get("act_modules", [])
+        run._act_index = {m["module"]: i for i, m in enumerate(run.act_modules)}
         run._stride, run._recorded, run.dropped_steps = head["stride"], head["recorded"], head["dropped_steps"]
         z = np.load(d / "stats.npz")
-        offsets = {n: np.concatenate([[0], np.cumsum(z[n + "_len"])]) for n in
-                   ("grad_ids", "grad_vals", "hist", "upd_ids", "upd_vals")}
+        offsets = {n: np.concatenate([[0], np.cumsum(z[n + "_len"])]) for n in _ARRAYS if n + "_len" in z}
         for i, (s, o) in enumerate(zip(z["steps"].tolist(), z["ordinals"].tolist())):
             rec = _StepRecord()
             for n, off in offsets.items():

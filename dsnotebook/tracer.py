@@ -25,6 +25,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
+from ._dataflow import Dataflow
 from .run import Run
 from .stats import TorchStatsBackend
 from .transfer import HostCopier
@@ -87,13 +88,20 @@ def make_backend(choice: str, device: torch.device) -> Any:
 class ModelTracer:
     """Record gradient and update statistics of ``model`` at every ``every``-th training step.
 
+    Also, through module hooks that exist only on the steps that need them:
+    ``capture_graph`` records the dataflow graph of the first forward pass after attach
+    (``run.graph``); ``activations_every=N`` records per-module activation statistics and
+    dead units every N steps; ``nonfinite`` ("cheap", "strict", "off") localises the first
+    module that produced a NaN/Inf and records it as an event.
+
     >>> with ModelTracer(model, optimizer) as tracer:
     ...     train()
     >>> tracer.to_dataframe("grads")
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
-                 *, every: int = 1, keep: int = 1000, backend: str = "auto", track_updates: bool = True) -> None:
+                 *, every: int = 1, keep: int = 1000, backend: str = "auto", track_updates: bool = True,
+                 activations_every: int | None = None, nonfinite: str = "cheap", capture_graph: bool = True) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"ModelTracer needs a torch.nn.Module, got {type(model).__module__}."
                             f"{type(model).__qualname__}: {model!r:.80}")
@@ -132,6 +140,9 @@ class ModelTracer:
         for opt in optimizers:
             self._known_owned.update(self._owned(opt))
         self._views: list[Any] = []
+        self._dataflow = Dataflow(model, self.run, self._backend, self._copier, activations_every=activations_every,
+                                  nonfinite=nonfinite, capture_graph=capture_graph, warn=self._warn_internal)
+        self.run.meta.update(activations_every=activations_every, nonfinite=nonfinite)
 
     # -- metadata -----------------------------------------------------------------------
     def _meta(self, model: nn.Module, params: list[nn.Parameter], optimizers: list[Any]) -> dict[str, Any]:
@@ -160,6 +171,10 @@ class ModelTracer:
             self._handles.append(register_optimizer_step_pre_hook(self._pre_step))
             self._handles.append(register_optimizer_step_post_hook(self._post_step))
         self._attached = True
+        try:
+            self._dataflow.attach(self.step_count)
+        except Exception as exc:
+            self._warn_internal(exc)
         return self
 
     def detach(self) -> None:
@@ -168,6 +183,10 @@ class ModelTracer:
             h.remove()
         self._handles.clear()
         was_attached, self._attached = self._attached, False
+        try:
+            self._dataflow.detach(self.step_count)
+        except Exception as exc:
+            self._warn_internal(exc)
         self._snapshots.clear()
         self.flush(wait=True)
         if was_attached and not self.run.steps and self._hook_steps == 0 and self.step_count == 0:
@@ -180,7 +199,13 @@ class ModelTracer:
 
     @property
     def hook_count(self) -> int:
+        """Optimizer hooks held now (module hooks: :attr:`module_hook_count`)."""
         return len(self._handles)
+
+    @property
+    def module_hook_count(self) -> int:
+        """Per-module hooks held now (graph capture, activation sampling, non-finite checks)."""
+        return self._dataflow.hook_count
 
     def __enter__(self) -> "ModelTracer":
         return self.attach()
@@ -210,6 +235,8 @@ class ModelTracer:
             if id(opt) in self._stepped:
                 self._close_step()
             ids = list(dict.fromkeys(owned))
+            if not self._stepped:  # forward and backward of this step are done
+                self._end_dataflow()
             if not self._stepped:  # first optimizer of this step: also read params no optimizer owns
                 ids += [i for i in range(len(self._params)) if i not in self._known_owned]
             self._stepped.add(id(opt))
@@ -231,6 +258,14 @@ class ModelTracer:
             if snaps:
                 self._update_stats(snaps)
             self._copier.poll()
+            if id(opt) in self._stepped:
+                self._dataflow.begin_step(self.step_count + 1)
+        except Exception as exc:
+            self._warn_internal(exc)
+
+    def _end_dataflow(self) -> None:
+        try:
+            self._dataflow.end_step(self.step_count)
         except Exception as exc:
             self._warn_internal(exc)
 
@@ -242,6 +277,7 @@ class ModelTracer:
     def step(self) -> None:
         """Mark the end of a training step by hand (no optimizer, or a custom update rule)."""
         hooks_active = bool(self._stepped)
+        self._end_dataflow()
         if self._recording():
             ids = [i for i, p in enumerate(self._params) if i not in self._captured and p.grad is not None]
             self._grad_stats(ids)
@@ -253,6 +289,11 @@ class ModelTracer:
         if self.track_updates and not hooks_active and self._hook_steps == 0 and self._recording():
             self._explicit_snapshot = self._snapshot(list(range(len(self._params))))
         self._copier.poll()
+        if self._attached:
+            try:
+                self._dataflow.begin_step(self.step_count)
+            except Exception as exc:
+                self._warn_internal(exc)
 
     # -- statistics ---------------------------------------------------------------------
     def _by_device(self, ids: Iterable[int], tensors: Sequence[torch.Tensor]) -> dict[torch.device, list[int]]:
@@ -277,7 +318,11 @@ class ModelTracer:
             tensors = [self._params[i].grad for i in sub]
             values = self._backend(device).grad_stats(tensors)
             idx = np.array(sub, dtype=np.int32)
-            self._copier.submit(values, lambda host, s=step, idx=idx: self.run.add_grads(s, idx, host))
+            self._copier.submit(values, lambda host, s=step, idx=idx: self._on_grads(s, idx, host))
+
+    def _on_grads(self, step: int, idx: np.ndarray, host: np.ndarray) -> None:
+        self.run.add_grads(step, idx, host)
+        self._dataflow.on_grad_stats(step, host)
 
     def _snapshot(self, ids: list[int]) -> list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]]:
         out = []
