@@ -269,7 +269,7 @@ class HeatmapWidget(anywidget.AnyWidget):
         si = keys.index(self.stat)
         last = self.values()[si, :, -1]
         label = self.stats[si]["label"]
-        width = max((len(r["name"]) for r in self.rows), default=4)
+        width = max([len("tensor")] + [len(r["name"]) for r in self.rows])
         lines.append(f"{'tensor':<{width}}  {label} @ step {steps[-1]}")
         for r, v in zip(self.rows, last):
             lines.append(f"{r['name']:<{width}}  {'-' if np.isnan(v) else format(float(v), '.4g')}")

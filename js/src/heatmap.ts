@@ -351,6 +351,7 @@ export default () => {
     const status = el("div", "dsn-status");
     const scroll = el("div", "dsn-heatmap-scroll");
     const canvas = el("canvas", "dsn-heatmap-canvas");
+    canvas.setAttribute("role", "img");
     scroll.appendChild(canvas);
     const tooltip = el("div", "dsn-tooltip");
     root.append(style, header, status, scroll, tooltip);
@@ -659,6 +660,11 @@ export default () => {
       canvas.dataset.log = String(log);
       if (hover) showTooltip(hover.x, hover.y);
       const tEnd = performance.now();
+      canvas.setAttribute(
+        "aria-label",
+        `${model.get("title") || "heatmap"}: ${R} tensors × ${C} steps, ${st ? st.label : ""}` +
+          (marks.length ? `, ${marks.length} cells with non-finite values` : ""),
+      );
       root.dataset.drawMs = (tEnd - t0).toFixed(1);
       root.dataset.drawPhases = [
         `range:${(tRange - t0).toFixed(1)}`,
