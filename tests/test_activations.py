@@ -1,0 +1,224 @@
+"""Activation statistics on sampled steps: numbers, dead units, schedule, hooks, side effects."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from dsnotebook import ModelTracer, Run
+from dsnotebook.examples import DigitsCNN, DigitsTransformer
+
+
+def _batch(i, n=16):
+    g = torch.Generator().manual_seed(100 + i)
+    return torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def _step(model, opt, i):
+    x, y = _batch(i)
+    opt.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def _plain(t):
+    """Straightforward float64 statistics of one module output."""
+    x = t.detach().double().reshape(-1)
+    fin = torch.isfinite(x)
+    xf = x[fin]
+    return {"mean": float(xf.mean()), "std": float(xf.std()), "absmax": float(xf.abs().max()),
+            "zero_frac": float((x == 0).double().mean()), "nonfinite": int((~fin).sum())}
+
+
+def _reference_outputs(model, x):
+    """Clones of every module's output for one forward (first call of each module)."""
+    seen, handles = {}, []
+    for name, m in model.named_modules():
+        def hook(mod, args, out, _n=name or "(root)"):
+            if isinstance(out, tuple):
+                out = out[0]
+            seen.setdefault(_n, out.detach().clone())
+        handles.append(m.register_forward_hook(hook))
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("make", [DigitsCNN, DigitsTransformer])
+def test_statistics_match_plain_per_tensor_math(make):
+    torch.manual_seed(0)
+    model = make()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    refs = {}
+    with ModelTracer(model, opt, activations_every=2) as tracer:
+        for i in range(5):
+            if i % 2 == 0:
+                refs[i] = _reference_outputs(model, _batch(i)[0])  # same weights, same batch, no_grad
+            _step(model, opt, i)
+    df = tracer.to_dataframe("activations")
+    assert sorted(df.step.unique()) == [0, 2, 4]
+    for step, outs in refs.items():
+        rows = df[df.step == step].set_index("module")
+        assert set(rows.index) == set(outs), step
+        for name, t in outs.items():
+            ref, row = _plain(t), rows.loc[name]
+            for f in ("mean", "std", "absmax", "zero_frac"):
+                np.testing.assert_allclose(row[f], ref[f], rtol=2e-5, atol=1e-6, err_msg=f"{name} {f} step {step}")
+            assert row.nonfinite == ref["nonfinite"]
+            ch = 1 if t.dim() in (2, 4) else t.dim() - 1
+            dims = [d for d in range(t.dim()) if d != ch]
+            dead = torch.nonzero(~t.ne(0).any(dim=dims)).reshape(-1).tolist()
+            assert row.units == t.shape[ch] and row.dead_indices == dead and row.dead_units == len(dead), name
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.act1 = nn.Linear(12, 6), nn.ReLU()
+        self.conv, self.act2 = nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()
+        self.fc2 = nn.Linear(6 + 4 * 16, 3)
+
+    def forward(self, x, img):
+        a = self.act1(self.fc1(x))
+        b = self.act2(self.conv(img)).flatten(1)
+        return self.fc2(torch.cat([a, b], 1))
+
+
+def _dead_run(broken):
+    torch.manual_seed(0)
+    model = MLP()
+    if broken:
+        with torch.no_grad():
+            model.fc1.bias[[1, 4]] = -100.0  # bad init: these ReLU units never fire
+            model.conv.bias[2] = -100.0
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with ModelTracer(model, opt, activations_every=1) as tracer:
+        for i in range(3):
+            opt.zero_grad()
+            model(torch.randn(32, 12), torch.randn(32, 1, 4, 4)).pow(2).mean().backward()
+            opt.step()
+    return tracer.to_dataframe("activations").set_index(["step", "module"])
+
+
+def test_dead_units_found_on_a_broken_init_and_not_on_a_healthy_one():
+    bad, good = _dead_run(True), _dead_run(False)
+    for step in range(3):
+        assert bad.loc[(step, "act1")].dead_indices == [1, 4] and bad.loc[(step, "act1")].units == 6
+        assert bad.loc[(step, "act2")].dead_indices == [2] and bad.loc[(step, "act2")].units == 4  # channels (dim 1)
+        assert bad.loc[(step, "fc1")].dead_units == 0  # before the ReLU: negative, not zero
+    assert (good.dead_units == 0).all()
+
+
+def test_hooks_only_on_sampled_steps_and_schedule():
+    model = DigitsCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    counts = []
+    with ModelTracer(model, opt, activations_every=3, capture_graph=False) as tracer:
+        for i in range(7):
+            counts.append(tracer.module_hook_count)  # hooks present during step i
+            _step(model, opt, i)
+            with torch.no_grad():  # an evaluation pass between steps is not sampled
+                model(_batch(99)[0])
+    n = 2 * len(list(model.modules()))
+    assert counts == [n if i % 3 == 0 else 0 for i in range(7)]
+    assert tracer.module_hook_count == 0
+    df = tracer.to_dataframe("activations")
+    assert sorted(df.step.unique()) == [0, 3, 6] and (df.call == 0).all()
+
+
+def test_losses_bit_identical_with_sampling_graph_and_checks():
+    def run(**kw):
+        torch.manual_seed(0)
+        model = DigitsTransformer()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        with ModelTracer(model, opt, **kw):
+            losses = [_step(model, opt, i) for i in range(6)]
+        return losses, model
+
+    base, m0 = run(capture_graph=False, nonfinite="off")
+    full, m1 = run(activations_every=1, nonfinite="strict", capture_graph=True)
+    assert all(torch.equal(a, b) for a, b in zip(base, full))
+    assert all(torch.equal(a, b) for a, b in zip(m0.parameters(), m1.parameters()))
+
+
+class InplaceNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.relu = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True)
+        self.fc = nn.Linear(4 * 64, 10)
+
+    def forward(self, x):
+        return self.fc(self.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def test_outputs_changed_in_place_later_are_not_misreported():
+    torch.manual_seed(0)
+    model = InplaceNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with ModelTracer(model, opt, activations_every=1) as tracer:
+        for i in range(3):
+            x = _batch(i)[0]
+            if i == 2:
+                ref = _reference_outputs(model, x)["bn"]
+            opt.zero_grad()
+            F.cross_entropy(model(x), _batch(i)[1]).backward()
+            opt.step()
+    df = tracer.to_dataframe("activations")
+    assert "bn" not in set(df[df.step == 0].module)  # its output was overwritten by ReLU(inplace) before the step end
+    row = df[(df.step == 2) & (df.module == "bn")].iloc[0]  # copied at hook time from then on
+    np.testing.assert_allclose(row["mean"], _plain(ref)["mean"], atol=1e-6)
+    assert row.zero_frac == 0.0 and row["mean"] == pytest.approx(0.0, abs=1e-2)  # batch norm, not ReLU
+
+
+class Checkpointed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(checkpoint(self.block, x, use_reentrant=False))
+
+
+def test_checkpoint_recomputation_is_not_recorded_twice():
+    model = Checkpointed()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with ModelTracer(model, opt, activations_every=1, nonfinite="strict") as tracer:
+        for _ in range(2):
+            opt.zero_grad()
+            model(torch.randn(4, 8)).sum().backward()
+            opt.step()
+    df = tracer.to_dataframe("activations")
+    assert df.groupby("step").module.apply(list).map(len).tolist() == [6, 6]
+    assert (df.call == 0).all()
+    assert not [e for e in tracer.run.events if e["kind"] in ("nonfinite", "warning")]
+
+
+@pytest.mark.filterwarnings("ignore:no training step")
+def test_hooks_removed_after_exception_in_a_sampled_step():
+    model = DigitsCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(RuntimeError):
+        with ModelTracer(model, opt, activations_every=1, nonfinite="strict") as tracer:
+            _step(model, opt, 0)
+            model(torch.randn(2, 3, 8, 8))  # wrong channel count: the conv raises mid-forward
+    assert tracer.module_hook_count == 0
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert torch._C._len_torch_function_stack() == 0
+
+
+def test_thinned_and_saved_like_other_tables(tmp_path):
+    model = DigitsCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with ModelTracer(model, opt, activations_every=1, keep=8, capture_graph=False) as tracer:
+        for i in range(40):
+            _step(model, opt, i)
+    df = tracer.to_dataframe("activations")
+    assert sorted(df.step.unique().tolist()) == tracer.run.steps and len(tracer.run.steps) <= 8
+    again = Run.open(tracer.run.save(tmp_path / "r"))
+    assert again.to_dataframe("activations").astype(str).equals(df.astype(str))
