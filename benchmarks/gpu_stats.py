@@ -80,11 +80,10 @@ def _split_sizes(total: int, n: int, seed: int = 0) -> list[int]:
 
 VARIANTS = {  # diagnostic kernel variants (-D options of grad_stats.cu)
     "default": (),
+    "fp64 sums per element": ("-DDSN_SUMS=0",),
     "hist plain ld/st": ("-DDSN_HIST_MODE=1",),
-    "hist atomics": ("-DDSN_HIST_MODE=0",),
     "no hist": ("-DDSN_HIST_MODE=2",),
-    "fp32 sums": ("-DDSN_ACC64=0",),
-    "no hist + fp32 sums": ("-DDSN_HIST_MODE=2", "-DDSN_ACC64=0"),
+    "no hist, fp32 sums (inexact)": ("-DDSN_HIST_MODE=2", "-DDSN_SUMS=2"),
 }
 
 
@@ -247,10 +246,21 @@ def bench2(res: dict) -> None:
         plan, dptrs = be._grad_plans.get(ts)
         args = plan.head + (dptrs[1], plan.chunk) + plan.grad_bufs + (plan.grad_out.data_ptr(),)
         torch.cuda.synchronize()
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
         t0 = time.perf_counter()
         for _ in range(300):
             be._launch(plan, "dsn_grad_stats", args)
-        rows["cupy launch only"] = {"host_us": (time.perf_counter() - t0) / 300 * 1e6}
+        t1 = time.perf_counter()
+        b.record()
+        b.synchronize()
+        rows["cupy launch only"] = {"host_us": (t1 - t0) / 300 * 1e6,
+                                    "device_us": a.elapsed_time(b) / 300 * 1e3}  # back to back: kernel time
+        pinned = torch.empty(plan.grad_out.shape, dtype=torch.float64, pin_memory=True)
+        t0 = time.perf_counter()
+        for _ in range(300):
+            pinned.copy_(plan.grad_out, non_blocking=True)
+        rows["caller's pinned copy only"] = {"host_us": (time.perf_counter() - t0) / 300 * 1e6}
         torch.cuda.synchronize()
         res.setdefault("bench2", {})[which] = {"tensors": len(ts), "numel": numel, "rows": rows,
                                                "plan_builds": be._grad_plans.builds}

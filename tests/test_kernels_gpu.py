@@ -1,8 +1,8 @@
 """GPU tests: the CuPy kernels against the torch reference (float64 path) on the same device.
 
-Counts, histograms and abs-max must match exactly; sums and sums of squares to 1e-7
-relative (the issue asks 1e-5; the kernels accumulate in fp64, so only the order of the
-additions differs).  Results must be bitwise identical run to run.
+Counts, histograms and abs-max must match exactly; sums and sums of squares to 1e-6
+relative (the issue asks 1e-5; the kernels accumulate in fp64, with fp32 partial sums of
+eight bf16/fp16 values, < 5e-7).  Results must be bitwise identical run to run.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _abs_sums(tensors):
                         else torch.zeros((), dtype=torch.float64, device=t.device) for t in tensors])
 
 
-def assert_grad_match(got: torch.Tensor, tensors, rtol: float = 1e-7) -> None:
+def assert_grad_match(got: torch.Tensor, tensors, rtol: float = 1e-6) -> None:
     ref = REF.grad_stats_exact(tensors)
     assert got.shape == (len(tensors), GRAD_COLS) and got.dtype == torch.float64
     got, ref = got.cpu(), ref.cpu()
@@ -164,7 +164,7 @@ def test_more_than_2_31_elements(backend):
     got = got.cpu()
     assert torch.equal(got[:, 3:], ref[:, 3:])
     assert torch.equal(got[:, 2], ref[:, 2])
-    torch.testing.assert_close(got[:, :2], ref[:, :2], rtol=1e-7, atol=1e-3)
+    torch.testing.assert_close(got[:, :2], ref[:, :2], rtol=1e-6, atol=1e-3)
     assert got[0, 5:].sum() + got[0, 3] == n_big
     del big, other, ts
     torch.cuda.empty_cache()
@@ -271,7 +271,7 @@ def test_pointers_move_between_calls(backend):
     del keep
 
 
-@pytest.mark.parametrize("defines", [("-DDSN_HIST_MODE=1",), ("-DDSN_HIST_MODE=0",)], ids=["plain", "atomic"])
+@pytest.mark.parametrize("defines", [("-DDSN_HIST_MODE=1",), ("-DDSN_SUMS=0",)], ids=["plain-hist", "fp64-sums"])
 def test_histogram_variants_match(defines):
     be = kernels.CupyStatsBackend(_defines=defines)
     for dtype in DTYPES:

@@ -214,14 +214,14 @@ class _Snapshot:
 
     __slots__ = ("plan", "fallback", "tensors", "ids", "ptrs", "dptrs")
 
-    def __init__(self, plan: _Plan | None, fallback: Any = None,
-                 tensors: Sequence[torch.Tensor] = (), dptrs: Any = None):
+    def __init__(self, plan: _Plan | None, fallback: Any = None, tensors: Sequence[torch.Tensor] = (),
+                 dptrs: Any = None, ids: tuple[int, ...] = (), ptrs: tuple[int, ...] = ()):
         self.plan = plan
         self.fallback = fallback
         self.tensors = tensors
         self.dptrs = dptrs
-        self.ids = tuple(map(id, tensors))
-        self.ptrs = tuple(map(torch.Tensor.data_ptr, tensors)) if plan is not None else ()
+        self.ids = ids
+        self.ptrs = ptrs
 
 
 def _supported(tensors: Sequence[torch.Tensor]) -> bool:
@@ -295,7 +295,8 @@ class CupyStatsBackend:
         if plan.snap is None:
             plan.snap = torch.empty(plan.snap_bytes, dtype=torch.uint8, device=plan.device)
         self._launch(plan, "dsn_snapshot", plan.head + (dptrs[1], plan.chunk, plan.snap.data_ptr()))
-        return _Snapshot(plan, tensors=tensors, dptrs=dptrs)
+        cache = self._param_plans
+        return _Snapshot(plan, tensors=tensors, dptrs=dptrs, ids=cache.last_ids, ptrs=cache.last_ptrs)
 
     def update_stats(self, before: _Snapshot, tensors: Sequence[torch.Tensor],
                      out: torch.Tensor | None = None) -> torch.Tensor:

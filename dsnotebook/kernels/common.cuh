@@ -130,9 +130,21 @@ __device__ __forceinline__ i64 strided_offset(const i64* __restrict__ m, i64 i) 
   return off + i * __ldg(m + M_STRIDES);
 }
 
+// Hands one unpacked 16-byte vector to the visitor: as a whole to `vec8` for 16-bit
+// types (see GradVisit), element by element otherwise.
+template <int VEC, class Visit>
+__device__ __forceinline__ void visit_vec(const float (&f)[VEC], Visit& visit) {
+  if constexpr (VEC == 8) {
+    visit.vec8(f);
+  } else {
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) visit(f[k]);
+  }
+}
+
 // Elements [0, len) of one chunk that starts at byte address p: a scalar head up to the
 // first 16-byte boundary, 16-byte vector loads (four in flight per thread), a scalar
-// tail.  `visit(float)` sees every element exactly once, by exactly one thread.
+// tail.  Every element is visited exactly once, by exactly one thread.
 template <int DT, class Visit>
 __device__ __forceinline__ void dense_chunk(const char* p, int len, Visit& visit) {
   typedef Elem<DT> E;
@@ -150,22 +162,17 @@ __device__ __forceinline__ void dense_chunk(const char* p, int len, Visit& visit
     const uint4 r2 = __ldg(pv + v + 2 * THREADS);
     const uint4 r3 = __ldg(pv + v + 3 * THREADS);
     E::unpack(r0, f);
-#pragma unroll
-    for (int k = 0; k < E::VEC; ++k) visit(f[k]);
+    visit_vec<E::VEC>(f, visit);
     E::unpack(r1, f);
-#pragma unroll
-    for (int k = 0; k < E::VEC; ++k) visit(f[k]);
+    visit_vec<E::VEC>(f, visit);
     E::unpack(r2, f);
-#pragma unroll
-    for (int k = 0; k < E::VEC; ++k) visit(f[k]);
+    visit_vec<E::VEC>(f, visit);
     E::unpack(r3, f);
-#pragma unroll
-    for (int k = 0; k < E::VEC; ++k) visit(f[k]);
+    visit_vec<E::VEC>(f, visit);
   }
   for (; v < nvec; v += THREADS) {
     E::unpack(__ldg(pv + v), f);
-#pragma unroll
-    for (int k = 0; k < E::VEC; ++k) visit(f[k]);
+    visit_vec<E::VEC>(f, visit);
   }
   const int done = head + nvec * E::VEC;
   if (tid < len - done) visit(E::load(p, done + tid));

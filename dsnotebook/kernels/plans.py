@@ -68,11 +68,14 @@ class PlanCache(Generic[P]):
         self._prev_ids: tuple[int, ...] | None = None
         self._repeats = 0
         self.builds = 0  # for tests and benchmarks: how often a layout plan was built
+        self.last_ids: tuple[int, ...] = ()   # ids and data pointers seen by the last get()
+        self.last_ptrs: tuple[int, ...] = ()
 
     def get(self, tensors: Sequence[torch.Tensor]) -> tuple[P, Any]:
         """(plan, device pointer table) for these tensors."""
         ids = tuple(map(id, tensors))
         ptrs = tuple(map(_data_ptr, tensors))
+        self.last_ids, self.last_ptrs = ids, ptrs
         if ids == self._fast_ids and self._alive[0] and ptrs == self._fast_ptrs:
             return self._fast  # type: ignore[return-value]
         key = layout_key(tensors, ptrs)
