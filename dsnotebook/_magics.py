@@ -16,6 +16,8 @@ from IPython.core.magic import Magics, cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from torch import nn
 
+from .nonfinite import MODES as NONFINITE_MODES
+from .summary import nonfinite_lines
 from .tracer import BACKENDS, ModelTracer
 
 
@@ -76,6 +78,12 @@ class TraceMagics(Magics):
     @argument("--keep", "-k", type=int, default=1000,
               help="training steps kept in memory; older ones are thinned, not dropped (default 1000)")
     @argument("--backend", default="auto", help=f"statistics backend: {', '.join(BACKENDS)} (default auto)")
+    @argument("--activations-every", "-a", type=int, default=None, metavar="N",
+              help="record per-module activation statistics and dead units every N steps (default: off)")
+    @argument("--nonfinite", default="cheap",
+              help="first non-finite localisation: cheap (checks armed after a non-finite statistic, default), "
+                   "strict (checks every step) or off")
+    @argument("--no-graph", action="store_true", help="do not capture the dataflow graph of the first forward pass")
     @argument("--no-widget", action="store_true", help="no live heatmap; print a text summary at the end")
     @argument("--name", "-n", default="_trace", help="variable that receives the tracer afterwards (default _trace)")
     @no_var_expand
@@ -92,6 +100,10 @@ class TraceMagics(Magics):
             raise UsageError(f"--every must be >= 1, got {args.every}")
         if args.keep < 4:
             raise UsageError(f"--keep must be >= 4, got {args.keep}")
+        if args.activations_every is not None and args.activations_every < 1:
+            raise UsageError(f"--activations-every must be >= 1, got {args.activations_every}")
+        if args.nonfinite not in NONFINITE_MODES:
+            raise UsageError(f"--nonfinite must be one of {', '.join(NONFINITE_MODES)}, got {args.nonfinite!r}")
         if args.backend not in BACKENDS:
             raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {args.backend!r}")
         if not args.name.isidentifier():
@@ -100,7 +112,9 @@ class TraceMagics(Magics):
         model_name, model = find_model(ns, args.model)
         opt_name, opt = find_optimizer(ns, args.optimizer, model)
         try:
-            tracer = ModelTracer(model, opt, every=args.every, keep=args.keep, backend=args.backend)
+            tracer = ModelTracer(model, opt, every=args.every, keep=args.keep, backend=args.backend,
+                                 activations_every=args.activations_every, nonfinite=args.nonfinite,
+                                 capture_graph=not args.no_graph)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"%%deepseek_trace: {exc}") from exc
         tracer.run.meta["command"] = f"%%deepseek_trace {line}".strip()
@@ -118,6 +132,8 @@ class TraceMagics(Magics):
         finally:
             if view is not None:
                 view.close(status)
+                for line in nonfinite_lines(tracer.run):
+                    print(line)
             else:
                 print(tracer.summary())
         return result

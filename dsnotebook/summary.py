@@ -30,11 +30,44 @@ def layer_table(run: Run) -> list[dict]:
     return rows
 
 
+def nonfinite_lines(run: Run) -> list[str]:
+    """One line per located non-finite episode, first one first: what to read before anything else."""
+    out = []
+    for e in run.events:
+        if e["kind"] != "nonfinite":
+            continue
+        where = f"in {e['module']}" if e["module"] else "(module not located)"
+        prefix = "FIRST NON-FINITE" if not out else "non-finite"
+        out.append(f"!! {prefix} at step {e['step']} {where}: {e['detail']}")
+    return out
+
+
+def activation_lines(run: Run, max_rows: int = 12) -> list[str]:
+    """Modules with dead units (or non-finite outputs) at the last sampled step."""
+    if not run.act_modules:
+        return []
+    df = run.to_dataframe("activations")
+    if df.empty:
+        return []
+    last = df[df.step == df.step.max()]
+    bad = last[(last.dead_units > 0) | (last.nonfinite > 0)]
+    lines = [f"activations (step {int(last.step.iloc[0])}, {len(last)} module outputs): "
+             + (f"{len(bad)} with dead units or non-finite values" if len(bad) else "no dead units, all finite")]
+    for r in bad.head(max_rows).itertuples():
+        idx = ", ".join(str(i) for i in r.dead_indices[:8]) + (", ..." if len(r.dead_indices) > 8 else "")
+        lines.append(f"  {r.module:<32} dead {r.dead_units}/{r.units}" + (f" [{idx}]" if r.dead_units else "")
+                     + f"  zero frac {r.zero_frac:.2f}" + (f"  non-finite {r.nonfinite}" if r.nonfinite else ""))
+    return lines
+
+
 def text_summary(run: Run, max_rows: int = 40) -> str:
     """A compact per-tensor gradient table plus a line per warning/non-finite event."""
     steps = run.steps
     head = (f"dsnotebook: {run.meta.get('model', 'model')} - {len(run.tensors)} tensors, "
             f"{len(steps)} recorded steps" + (f" ({steps[0]}..{steps[-1]})" if steps else ""))
+    first = nonfinite_lines(run)
+    if first:
+        head += "\n" + "\n".join(first)
     rows = layer_table(run)
     width = min(48, max([len(r["name"]) for r in rows] + [6]))
     lines = [head, f"{'tensor':<{width}} {'numel':>9} {'grad norm':>10} {'median':>10} {'upd/w':>9} {'nonfin':>7}"]
@@ -45,6 +78,7 @@ def text_summary(run: Run, max_rows: int = 40) -> str:
                      f"{_fmt(r['update_ratio']):>9} {r['nonfinite']:>7}{flag}")
     if len(rows) > max_rows:
         lines.append(f"... {len(rows) - max_rows} more tensors (tracer.to_dataframe('grads') has them all)")
-    for e in run.events[-5:]:
+    lines += activation_lines(run)
+    for e in [e for e in run.events if e["kind"] != "nonfinite"][-5:]:
         lines.append(f"[{e['kind']}] step {e['step']}: {e['detail']}")
     return "\n".join(lines)

@@ -222,3 +222,30 @@ def test_thinned_and_saved_like_other_tables(tmp_path):
     assert sorted(df.step.unique().tolist()) == tracer.run.steps and len(tracer.run.steps) <= 8
     again = Run.open(tracer.run.save(tmp_path / "r"))
     assert again.to_dataframe("activations").astype(str).equals(df.astype(str))
+
+
+def test_magic_options():
+    import IPython
+    from IPython.core.error import UsageError
+    from IPython.testing.globalipapp import start_ipython
+
+    ip = start_ipython() or IPython.get_ipython()
+    ip.run_line_magic("load_ext", "dsnotebook")
+    ip.user_ns.clear()
+    ip.run_cell("import torch\nfrom torch import nn\nmodel = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 1))\n"
+                "opt = torch.optim.SGD(model.parameters(), lr=0.1)")
+    train = ("for i in range(5):\n    opt.zero_grad()\n    model(torch.randn(4, 3)).pow(2).mean().backward()\n"
+             "    opt.step()\n")
+    try:
+        ip.run_cell_magic("deepseek_trace", "--no-widget --activations-every 2 --nonfinite strict --no-graph", train)
+        tracer = ip.user_ns["_trace"]
+        assert sorted(tracer.to_dataframe("activations").step.unique()) == [0, 2, 4]
+        assert tracer.run.graph is None and tracer.run.meta["nonfinite"] == "strict"
+        ip.run_cell_magic("deepseek_trace", "--no-widget", train)
+        assert ip.user_ns["_trace"].run.graph["nodes"] and ip.user_ns["_trace"].to_dataframe("activations").empty
+        for line, msg in (("--activations-every 0", "--activations-every"), ("--nonfinite always", "--nonfinite")):
+            with pytest.raises(UsageError, match=msg):
+                ip.run_cell_magic("deepseek_trace", line, train)
+        assert all(not m._forward_hooks and not m._forward_pre_hooks for m in ip.user_ns["model"].modules())
+    finally:
+        ip.user_ns.clear()
