@@ -38,15 +38,10 @@ struct GradVisit {
   u32* col;  // this thread's histogram column in shared memory
   float fs, fq;
 
-  // Counts, abs-max and histogram of one element; returns it with non-finite -> 0.
-  __device__ __forceinline__ float count(float x) {
-    const bool fin = finite_f32(x);
-    const float v = fin ? x : 0.0f;   // non-finite: counted, then treated as 0 below
-    nf += fin ? 0u : 1u;
-    mx = fmaxf(mx, fabsf(v));
-    // floor(log2|v|) = biased exponent - 127 for normals; subnormals (exponent 0) clamp
-    // to bin 1, exact zeros (and the zeroed non-finite values) go to bin 0.
-    const u32 a = __float_as_uint(v) << 1;
+  // Histogram of one value from its bits shifted left by one (sign dropped).
+  // floor(log2|v|) = biased exponent - 127 for normals; subnormals (exponent 0) clamp to
+  // bin 1, exact zeros go to bin 0, exponent 255 (Inf/NaN) would land in the last bin.
+  __device__ __forceinline__ void hist(u32 a) {
     const int e = (int)(a >> 24);
     const int lo = (int)min(a, 1u);
     const int bin = min(max(e + (1 - HIST_EXP_MIN - 127), lo), HIST_BINS - 1);
@@ -57,6 +52,15 @@ struct GradVisit {
 #else
     (void)bin;
 #endif
+  }
+
+  // Counts, abs-max and histogram of one element; returns it with non-finite -> 0.
+  __device__ __forceinline__ float count(float x) {
+    const bool fin = finite_f32(x);
+    const float v = fin ? x : 0.0f;   // non-finite: counted, then treated as 0 (bin 0)
+    nf += fin ? 0u : 1u;
+    mx = fmaxf(mx, fabsf(v));
+    hist(__float_as_uint(v) << 1);
     return v;
   }
 
@@ -72,27 +76,50 @@ struct GradVisit {
 #endif
   }
 
-  // Eight bf16/fp16 values (one 16-byte load).  Their squares are exact in fp32 (at most
-  // 11 significant bits each), so fp32 partial sums of eight lose at most 7 roundings
-  // (< 5e-7 relative) -- unless a square underflows or a sum overflows: outside
-  // [2^-60, 2^100] the vector is summed again in fp64.  Saves 3 of every 4 fp64
-  // conversions and adds, which matters because 16-bit data is instruction-bound.
+  // Eight bf16/fp16 values (one 16-byte load), on the assumption that all are finite and
+  // of moderate size: the raw values go into the histogram and into fp32 partial sums.
+  // Their squares are exact in fp32 (at most 11 significant bits each), so the partial
+  // sums of eight lose at most 7 roundings (< 5e-7 relative).  When the assumption fails
+  // -- a NaN/Inf (the partial sum of squares is then NaN/Inf), a square that underflows,
+  // a sum that could overflow: q8 outside [2^-60, 2^100] -- the vector is redone
+  // element by element in fp64 and non-finite values are counted and moved from the last
+  // bin to bin 0, as count() would have binned them.  16-bit data is instruction-bound; this drops the per-element finiteness
+  // selects and 3 of every 4 fp64 conversions and additions.
   __device__ __forceinline__ void vec8(const float (&f)[8]) {
 #if DSN_SUMS == 1
     float s8 = 0.0f, q8 = 0.0f;
+    u32 am = 0;
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
-      const float v = count(f[k]);
-      s8 += v;
-      q8 = fmaf(v, v, q8);
+      const u32 a = __float_as_uint(f[k]) << 1;
+      am = max(am, a);
+      hist(a);
+      s8 += f[k];
+      q8 = fmaf(f[k], f[k], q8);
     }
-    if (q8 >= 0x1p-60f && q8 <= 0x1p100f) {  // then |s8| <= sqrt(8 * q8): no overflow
+    if (q8 >= 0x1p-60f && q8 <= 0x1p100f) {  // all finite; |s8| <= sqrt(8 * q8): no overflow
       s += (double)s8;
       q += (double)q8;
+      mx = fmaxf(mx, __uint_as_float(am >> 1));
     } else {
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
-        const double d = finite_f32(f[k]) ? (double)f[k] : 0.0;
+        const bool fin = finite_f32(f[k]);
+        if (!fin) {
+          ++nf;
+          // Move it from the last bin to bin 0, where count() puts non-finite values
+          // (the output subtracts them from bin 0).
+#if DSN_HIST_MODE == 0
+          atomicAdd(col + (HIST_BINS - 1) * THREADS, 0xffffffffu);
+          atomicAdd(col, 1u);
+#elif DSN_HIST_MODE == 1
+          col[(HIST_BINS - 1) * THREADS] -= 1u;
+          col[0] += 1u;
+#endif
+        }
+        const float v = fin ? f[k] : 0.0f;
+        mx = fmaxf(mx, fabsf(v));
+        const double d = (double)v;
         s += d;
         q = fma(d, d, q);
       }
