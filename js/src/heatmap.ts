@@ -256,12 +256,18 @@ const CSS = `
 .dsn-colorbar { display: block; }
 .dsn-heatmap-scroll { overflow: auto; max-height: 560px; max-width: 100%; }
 .dsn-heatmap-canvas { display: block; cursor: crosshair; }
+.dsn-heatmap-axis { display: block; }
 .dsn-tooltip { position: absolute; z-index: 10; pointer-events: none; display: none; max-width: 420px;
   background: var(--jp-layout-color1, #fff); color: var(--jp-ui-font-color1, #222);
   border: 1px solid var(--jp-border-color1, #bdbdbd); border-radius: 4px; padding: 4px 7px;
   box-shadow: 0 2px 6px rgba(0,0,0,.25); font-size: var(--jp-ui-font-size0, 11px); line-height: 1.35;
   overflow-wrap: anywhere; }
 .dsn-tooltip .dsn-tt-module { font-weight: 600; }
+.dsn-zoom-reset { font: inherit; font-size: var(--jp-ui-font-size0, 11px); color: inherit; cursor: pointer;
+  background: var(--jp-layout-color2, #eee); border: 1px solid var(--jp-border-color1, #bdbdbd);
+  border-radius: 3px; padding: 1px 6px; }
+.dsn-zoom-box { position: absolute; display: none; pointer-events: none; z-index: 5;
+  background: rgba(90, 150, 255, .18); border: 1px solid rgba(90, 150, 255, .8); }
 .dsn-tooltip .dsn-tt-mark { color: rgb(220, 30, 30); font-weight: 600; }
 `;
 
@@ -283,6 +289,8 @@ interface Geometry {
   cellH: number;
   agg: number; // data columns per drawn bin
   nBins: number;
+  col0: number; // first column shown (zoom)
+  nVis: number; // columns shown
   moduleColW: number;
   tensorColW: number;
 }
@@ -303,6 +311,18 @@ function ellipsize(ctx: CanvasRenderingContext2D, text: string, maxW: number): s
     else hi = mid - 1;
   }
   return text.slice(0, lo) + "…";
+}
+
+/** First index i with a[i] >= v (a ascending). */
+function lowerBound(a: number[], v: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid] < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function rgbOf(list: number[] | undefined, fallback: RGB): RGB {
@@ -347,14 +367,21 @@ export default () => {
     const barWrap = el("div", "dsn-colorbar-wrap");
     const colorbar = el("canvas", "dsn-colorbar");
     barWrap.appendChild(colorbar);
-    header.append(title, select, barWrap);
+    const zoomReset = el("button", "dsn-zoom-reset");
+    zoomReset.type = "button";
+    zoomReset.textContent = "show all steps";
+    zoomReset.style.display = "none";
+    const zoomBox = el("div", "dsn-zoom-box");
+    header.append(title, select, barWrap, zoomReset);
     const status = el("div", "dsn-status");
     const scroll = el("div", "dsn-heatmap-scroll");
     const canvas = el("canvas", "dsn-heatmap-canvas");
     canvas.setAttribute("role", "img");
     scroll.appendChild(canvas);
+    const axis = el("canvas", "dsn-heatmap-axis");
     const tooltip = el("div", "dsn-tooltip");
-    root.append(style, header, status, scroll, tooltip);
+    root.append(style, header, status, scroll, axis, tooltip, zoomBox);
+    canvas.title = "drag across steps to zoom in; double-click to show all steps";
     host.appendChild(root);
 
     let draws = 0;
@@ -362,6 +389,8 @@ export default () => {
     let lutPacked = packLut(toBytes(model.get("lut")));
     let frame = 0;
     let hover: { x: number; y: number } | null = null;
+    let zoom: { start: number; end: number } | null = null; // steps shown, inclusive
+    let dragFrom: number | null = null;
 
     const stats = (): StatInfo[] => model.get("stats") || [];
     const rows = (): RowInfo[] => model.get("rows") || [];
@@ -394,9 +423,21 @@ export default () => {
       return st ? store.range(si, !!st.log) : [NaN, NaN];
     };
 
+    const visible = (): [number, number] => {
+      const C = store.nCols;
+      if (!zoom || C === 0) return [0, C];
+      const a = lowerBound(store.steps, zoom.start);
+      const b = lowerBound(store.steps, zoom.end + 1e-9);
+      if (b - a < 2) {
+        zoom = null;
+        return [0, C];
+      }
+      return [a, b - a];
+    };
+
     const layout = (ctx: CanvasRenderingContext2D): Geometry => {
       const R = store.nRows;
-      const C = store.nCols;
+      const [col0, C] = visible();
       ctx.font = LABEL_FONT;
       let modW = 0;
       let tenW = 0;
@@ -423,8 +464,8 @@ export default () => {
       }
       const plotW = Math.max(nBins * cellW, 60);
       const cssW = Math.ceil(x0 + plotW + 34);
-      const cssH = PAD_TOP + R * cellH + AXIS_H;
-      return { cssW, cssH, x0, y0: PAD_TOP, cellW, cellH, agg, nBins, moduleColW, tensorColW };
+      const cssH = PAD_TOP + R * cellH + 2;
+      return { cssW, cssH, x0, y0: PAD_TOP, cellW, cellH, agg, nBins, col0, nVis: C, moduleColW, tensorColW };
     };
 
     const draw = () => {
@@ -437,7 +478,8 @@ export default () => {
       const g = layout(ctx);
       geom = g;
       const R = store.nRows;
-      const C = store.nCols;
+      const C = g.nVis;
+      const cEnd = g.col0 + g.nVis;
       canvas.width = Math.round(g.cssW * dpr);
       canvas.height = Math.round(g.cssH * dpr);
       canvas.style.width = `${g.cssW}px`;
@@ -476,8 +518,8 @@ export default () => {
         const rowY: number[] = [];
         for (let r = 0; r <= R; r++) rowY.push(Math.round(r * g.cellH * dpr));
         for (let b = 0; b < g.nBins; b++) {
-          const c0 = b * g.agg;
-          const c1 = Math.min(C, c0 + g.agg);
+          const c0 = g.col0 + b * g.agg;
+          const c1 = Math.min(cEnd, c0 + g.agg);
           if (c1 - c0 === 1) {
             binVal.set(vals.subarray(c0 * R, c0 * R + R));
           } else {
@@ -599,49 +641,27 @@ export default () => {
         band++;
       }
 
-      // x axis: step numbers
-      const yAxis = g.y0 + R * g.cellH + 3;
-      ctx.textBaseline = "top";
-      ctx.fillStyle = fg;
-      if (C === 0) {
-        ctx.textAlign = "left";
-        ctx.globalAlpha = 0.7;
-        ctx.fillText("waiting for the first step…", g.x0, R ? yAxis : g.y0 + 2);
-        ctx.globalAlpha = 1;
-      } else {
-        const plotW = g.nBins * g.cellW;
-        // a tick every k drawn columns, k a 1-2-5 number giving >= 70 px between ticks
-        const want = Math.max(1, 70 / g.cellW);
-        const mag = Math.pow(10, Math.floor(Math.log10(want)));
-        const k = [1, 2, 5, 10].map((m) => m * mag).find((m) => m >= want) ?? 10 * mag;
-        ctx.textAlign = "center";
-        let lastRight = -Infinity;
-        const tickAt = (b: number) => {
-          const label = String(store.steps[Math.min(C - 1, b * g.agg)]);
-          const w = ctx.measureText(label).width;
-          const cx = g.x0 + (b + 0.5) * g.cellW;
-          const x = Math.max(cx, g.x0 + w / 2);
-          if (x - w / 2 < lastRight + 8) return;
-          ctx.globalAlpha = 1;
-          ctx.fillText(label, x, yAxis);
-          ctx.globalAlpha = 0.5;
-          ctx.fillRect(cx - 0.5, yAxis - 3, 1, 3);
-          ctx.globalAlpha = 1;
-          lastRight = x + w / 2;
-        };
-        for (let b = 0; b < g.nBins; b += k) tickAt(b);
-        if (g.nBins > 1 && lastRight < g.x0 + plotW - 24) tickAt(g.nBins - 1);
-        ctx.globalAlpha = 0.6;
-        ctx.textAlign = "left";
-        ctx.fillText("step", g.x0 + plotW + 6, yAxis);
-        ctx.globalAlpha = 1;
-      }
-
+      // x axis: step numbers, on its own canvas below the (maybe scrolled) rows
+      const actx0 = axis.getContext("2d");
+      if (!actx0) return;
+      const actx: CanvasRenderingContext2D = actx0;
+      axis.width = Math.round(g.cssW * dpr);
+      axis.height = Math.round(AXIS_H * dpr);
+      axis.style.width = `${g.cssW}px`;
+      axis.style.height = `${AXIS_H}px`;
+      actx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      actx.clearRect(0, 0, g.cssW, AXIS_H);
+      actx.font = LABEL_FONT;
+      drawAxis(actx, g, C, fg);
       drawColorbar(lo, hi, log, fg);
 
       // geometry and state for tests and tools
       root.dataset.draws = String(++draws);
-      root.dataset.columns = String(C);
+      root.dataset.columns = String(store.nCols);
+      root.dataset.zoomed = String(g.nVis !== store.nCols);
+      canvas.dataset.col0 = String(g.col0);
+      canvas.dataset.visible = String(g.nVis);
+      zoomReset.style.display = g.nVis !== store.nCols ? "" : "none";
       root.dataset.rows = String(R);
       root.dataset.seq = String(store.seq);
       root.dataset.stale = String(store.stale);
@@ -672,6 +692,45 @@ export default () => {
         `marks:${(tMarks - tCells).toFixed(1)}`,
         `labels:${(tEnd - tMarks).toFixed(1)}`,
       ].join(" ");
+    };
+
+    const drawAxis = (ctx: CanvasRenderingContext2D, g: Geometry, C: number, fg: string) => {
+      const yAxis = 4;
+      ctx.textBaseline = "top";
+      ctx.fillStyle = fg;
+      if (C === 0) {
+        ctx.textAlign = "left";
+        ctx.globalAlpha = 0.7;
+        ctx.fillText("waiting for the first step…", g.x0, yAxis);
+        ctx.globalAlpha = 1;
+      } else {
+        const plotW = g.nBins * g.cellW;
+        // a tick every k drawn columns, k a 1-2-5 number giving >= 70 px between ticks
+        const want = Math.max(1, 70 / g.cellW);
+        const mag = Math.pow(10, Math.floor(Math.log10(want)));
+        const k = [1, 2, 5, 10].map((m) => m * mag).find((m) => m >= want) ?? 10 * mag;
+        ctx.textAlign = "center";
+        let lastRight = -Infinity;
+        const tickAt = (b: number) => {
+          const label = String(store.steps[g.col0 + Math.min(C - 1, b * g.agg)]);
+          const w = ctx.measureText(label).width;
+          const cx = g.x0 + (b + 0.5) * g.cellW;
+          const x = Math.min(Math.max(cx, g.x0 + w / 2), g.x0 + plotW - w / 2 + 2);
+          if (x - w / 2 < lastRight + 8) return;
+          ctx.globalAlpha = 1;
+          ctx.fillText(label, x, yAxis);
+          ctx.globalAlpha = 0.5;
+          ctx.fillRect(cx - 0.5, 0, 1, 3);
+          ctx.globalAlpha = 1;
+          lastRight = x + w / 2;
+        };
+        for (let b = 0; b < g.nBins; b += k) tickAt(b);
+        if (g.nBins > 1 && lastRight < g.x0 + plotW - 24) tickAt(g.nBins - 1);
+        ctx.globalAlpha = 0.6;
+        ctx.textAlign = "left";
+        ctx.fillText("step", g.x0 + plotW + 6, yAxis);
+        ctx.globalAlpha = 1;
+      }
     };
 
     const drawColorbar = (lo: number, hi: number, log: boolean, fg: string) => {
@@ -731,13 +790,13 @@ export default () => {
     const showTooltip = (x: number, y: number) => {
       const g = geom;
       const R = store.nRows;
-      const C = store.nCols;
-      if (!g || C === 0) return hideTooltip();
+      if (!g || g.nVis === 0 || dragFrom !== null) return hideTooltip();
       const b = Math.floor((x - g.x0) / g.cellW);
       const r = Math.floor((y - g.y0) / g.cellH);
       if (b < 0 || b >= g.nBins || r < 0 || r >= R) return hideTooltip();
-      const c0 = b * g.agg;
-      const c1 = Math.min(C, c0 + g.agg);
+      const c0 = g.col0 + b * g.agg;
+      const c1 = Math.min(g.col0 + g.nVis, c0 + g.agg);
+      if (c0 >= store.nCols) return hideTooltip();
       const row = rows()[r];
       const si = statIndex();
       const st = stats()[si];
@@ -795,6 +854,58 @@ export default () => {
       hover = { x: ev.clientX - rect.left, y: ev.clientY - rect.top };
       showTooltip(hover.x, hover.y);
     };
+    // zoom: drag across steps; double-click or the button shows all again
+    const plotX = (ev: MouseEvent): number => {
+      const g = geom;
+      const x = ev.clientX - canvas.getBoundingClientRect().left;
+      if (!g) return x;
+      return Math.min(Math.max(x, g.x0), g.x0 + g.nBins * g.cellW - 0.01);
+    };
+    const onDown = (ev: MouseEvent) => {
+      const g = geom;
+      if (ev.button !== 0 || !g || g.nVis < 2) return;
+      const x = ev.clientX - canvas.getBoundingClientRect().left;
+      if (x < g.x0 || x >= g.x0 + g.nBins * g.cellW) return;
+      ev.preventDefault();
+      dragFrom = x;
+      hideTooltip();
+      window.addEventListener("mousemove", onDrag);
+      window.addEventListener("mouseup", onUp);
+    };
+    const onDrag = (ev: MouseEvent) => {
+      const g = geom;
+      if (dragFrom === null || !g) return;
+      const x = plotX(ev);
+      const rootRect = root.getBoundingClientRect();
+      const canRect = canvas.getBoundingClientRect();
+      const left = canRect.left - rootRect.left + Math.min(x, dragFrom);
+      zoomBox.style.display = "block";
+      zoomBox.style.left = `${left}px`;
+      zoomBox.style.width = `${Math.abs(x - dragFrom)}px`;
+      zoomBox.style.top = `${canRect.top - rootRect.top + g.y0}px`;
+      zoomBox.style.height = `${Math.min(store.nRows * g.cellH, scroll.clientHeight || 1e9)}px`;
+    };
+    const onUp = (ev: MouseEvent) => {
+      window.removeEventListener("mousemove", onDrag);
+      window.removeEventListener("mouseup", onUp);
+      const g = geom;
+      const from = dragFrom;
+      dragFrom = null;
+      zoomBox.style.display = "none";
+      if (from === null || !g) return;
+      const x = plotX(ev);
+      const b0 = Math.floor((Math.min(x, from) - g.x0) / g.cellW);
+      const b1 = Math.floor((Math.max(x, from) - g.x0) / g.cellW);
+      const a = g.col0 + Math.max(0, b0) * g.agg;
+      const e = Math.min(g.col0 + g.nVis - 1, g.col0 + b1 * g.agg + g.agg - 1);
+      if (e - a < 1 || Math.abs(x - from) < 3) return; // a click, not a drag
+      zoom = { start: store.steps[a], end: store.steps[e] };
+      schedule();
+    };
+    const resetZoom = () => {
+      zoom = null;
+      schedule();
+    };
     const onLeave = () => {
       hover = null;
       hideTooltip();
@@ -819,6 +930,9 @@ export default () => {
     };
 
     canvas.addEventListener("mousemove", onMove);
+    canvas.addEventListener("mousedown", onDown);
+    canvas.addEventListener("dblclick", resetZoom);
+    zoomReset.addEventListener("click", resetZoom);
     canvas.addEventListener("mouseleave", onLeave);
     select.addEventListener("change", onSelect);
     const unsubscribe = store.subscribe(schedule);
@@ -853,6 +967,11 @@ export default () => {
         clearTimeout(frame);
       }
       canvas.removeEventListener("mousemove", onMove);
+      canvas.removeEventListener("mousedown", onDown);
+      canvas.removeEventListener("dblclick", resetZoom);
+      zoomReset.removeEventListener("click", resetZoom);
+      window.removeEventListener("mousemove", onDrag);
+      window.removeEventListener("mouseup", onUp);
       canvas.removeEventListener("mouseleave", onLeave);
       select.removeEventListener("change", onSelect);
       model.off("change:stat", onStat);

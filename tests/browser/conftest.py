@@ -316,9 +316,11 @@ def read_pixels(page: Any, points: list[tuple[float, float]]) -> list[list[int]]
 
 
 def cell_box(canvas: dict[str, str], row: int, col: int) -> tuple[float, float, float, float]:
+    """CSS-px box of data cell (row, col) on the canvas (of its bin when aggregated)."""
     cw, ch = float(canvas["cellW"]), float(canvas["cellH"])
     x0, y0 = float(canvas["x0"]), float(canvas["y0"])
-    return x0 + col * cw, y0 + row * ch, cw, ch
+    b = (col - int(canvas.get("col0", "0"))) // int(canvas.get("agg", "1"))
+    return x0 + b * cw, y0 + row * ch, cw, ch
 
 
 def cell_center(canvas: dict[str, str], row: int, col: int) -> tuple[float, float]:
@@ -335,8 +337,9 @@ def acceptable_colors(value: float, vmin: float, vmax: float, log: bool) -> list
 
 
 def check_pixels(page: Any, values: np.ndarray, stat_index: int, log: bool,
-                 marked: set[tuple[int, int]]) -> int:
-    """Every unmarked cell's centre has the colour Python computes; returns cells checked."""
+                 marked: set[tuple[int, int]], cells: list[tuple[int, int]] | None = None) -> int:
+    """Every unmarked cell's centre (or those of ``cells``) has the colour Python computes;
+    returns how many cells were checked."""
     st = widget_state(page)
     canvas = st["canvas"]
     assert canvas["agg"] == "1", "this check is for the un-aggregated layout"
@@ -344,7 +347,9 @@ def check_pixels(page: Any, values: np.ndarray, stat_index: int, log: bool,
     vmin, vmax = colors.value_range(vals, log)
     assert np.float32(float(canvas["vmin"])) == np.float32(vmin), (canvas["vmin"], vmin)
     assert np.float32(float(canvas["vmax"])) == np.float32(vmax), (canvas["vmax"], vmax)
-    cells = [(r, c) for r in range(vals.shape[0]) for c in range(vals.shape[1]) if (r, c) not in marked]
+    if cells is None:
+        cells = [(r, c) for r in range(vals.shape[0]) for c in range(vals.shape[1])]
+    cells = [rc for rc in cells if rc not in marked]
     pixels = read_pixels(page, [cell_center(canvas, r, c) for r, c in cells])
     bad = []
     for (r, c), px in zip(cells, pixels):
@@ -375,9 +380,10 @@ def check_marks(page: Any, marked: set[tuple[int, int]]) -> None:
 
 
 def hover_cell(page: Any, row: int, col: int) -> str:
-    """Move the mouse over cell (row, col) (col: drawn column/bin); the tooltip text."""
+    """Move the mouse over data cell (row, col) (its bin when aggregated); the tooltip text."""
     canvas = widget_state(page)["canvas"]
-    first_col = col * int(canvas["agg"])
+    agg, col0 = int(canvas["agg"]), int(canvas.get("col0", "0"))
+    first_col = col0 + (col - col0) // agg * agg
     box = page.locator(".dsn-heatmap-canvas").bounding_box()
     x, y = cell_center(canvas, row, col)
     page.mouse.move(box["x"] + x, box["y"] + y)

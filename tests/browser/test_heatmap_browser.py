@@ -262,9 +262,40 @@ def test_big_heatmap_stays_responsive(page: Any, lab: Any, nb: Any, hm: Any) -> 
     assert agg > 1 and int(st["canvas"]["bins"]) * agg >= 5000
     assert draw_ms < 1500, f"one draw of 2000x5000 took {draw_ms} ms"
     assert max(times) < 3.0, times
-    text = hm.hover_cell(page, 100, 2500 // agg)
-    assert "non-finite values: 1" in text and "block25.layer" in text, text
+    text = hm.hover_cell(page, 100, 2500)
+    assert "non-finite values: 1" in text and "block25.layer" in text and "(max of" in text, text
     page.mouse.move(0, 0)
     nb.screenshot(page.locator(ROOT), "heatmap_big_2000x5000.png")
+
+    # zoom: drag across ~240 steps around step 2500 -> one column per step, exact values
+    canvas = hm.widget_state(page)["canvas"]
+    box = page.locator(".dsn-heatmap-canvas").bounding_box()
+    xa, y = hm.cell_center(canvas, 50, 2380)
+    xb, _ = hm.cell_center(canvas, 50, 2620)
+    page.mouse.move(box["x"] + xa, box["y"] + y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + (xa + xb) / 2, box["y"] + y, steps=4)
+    page.mouse.move(box["x"] + xb, box["y"] + y, steps=4)
+    page.mouse.up()
+    page.wait_for_function(f"() => document.querySelector('{ROOT}').dataset.zoomed === 'true'")
+    st = hm.widget_state(page)
+    col0, nvis = int(st["canvas"]["col0"]), int(st["canvas"]["visible"])
+    assert st["canvas"]["agg"] == "1" and col0 <= 2400 and col0 + nvis >= 2600, st["canvas"]
+    rng = np.random.default_rng(1)  # the notebook's values, regenerated
+    norm = np.exp(rng.normal(-3, 2, size=(2000, 5000))).astype(np.float32)
+    values = np.stack([norm, np.zeros_like(norm)])
+    values[1, 100, 2500] = 1
+    sample = [(r, c) for r in range(0, 2000, 37) for c in range(col0, col0 + nvis, 7)]
+    assert hm.check_pixels(page, values, 0, True, {(100, 2500)}, cells=sample) > 1000
+    hm.check_marks(page, {(100, 2500)})
+    text = hm.hover_cell(page, 100, 2500)
+    assert "step: 2500" in text and "non-finite values: 1" in text, text
+    text = hm.hover_cell(page, 7, 2450)
+    shown = text.split("grad norm: ")[1].split("non-finite")[0].strip()
+    assert np.float32(float(shown)) == norm[7, 2450], (shown, norm[7, 2450])
+    page.mouse.move(0, 0)
+    nb.screenshot(page.locator(ROOT), "heatmap_big_zoomed.png")
+    page.locator(".dsn-zoom-reset").click()
+    page.wait_for_function(f"() => document.querySelector('{ROOT}').dataset.zoomed === 'false'")
     page.probe.check()
     print(f"big heatmap: draw {draw_ms} ms ({st['root']['drawPhases']}), select->redraw {max(times):.2f}s, agg {agg}")
