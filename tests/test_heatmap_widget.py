@@ -460,3 +460,26 @@ def test_display_and_update_display_refresh_the_text(monkeypatch: pytest.MonkeyP
     widget.flush()
     widget.update_display()
     assert "3 tensors x 2 steps" in handle.texts[-1]
+
+
+def test_big_snapshots_refresh_less_often(clock: Clock) -> None:
+    rows = [{"name": f"m{i}.weight", "module": f"m{i}", "tensor": "weight"} for i in range(500)]
+    w = HeatmapWidget(rows=rows, stats=STATS)
+    w.send = lambda content, buffers=None: None  # type: ignore[method-assign]
+    refreshes = []
+    w.observe(lambda ch: refreshes.append(clock.t), names=["snapshot_meta"])
+    for step in range(200):  # 2 MB of columns, then 10 s of steps
+        w.append([step], np.ones((S, 500, 1), np.float32))
+        clock.t += 0.05
+    gaps = np.diff(refreshes)
+    assert len(refreshes) >= 2 and gaps.min() >= 1.0 - 1e-9
+    assert all(g >= w._snapshot_nbytes() / w.SNAPSHOT_BYTES_PER_S * 0.5 for g in gaps[-2:])
+
+
+def test_terminal_ipython_shows_the_text_summary(widget: HeatmapWidget) -> None:
+    """What terminal IPython / nbconvert text pick: text/plain through IPython's formatter."""
+    from IPython.core.formatters import DisplayFormatter
+
+    widget.text_fallback = lambda: "per-layer gradient summary"
+    data, _ = DisplayFormatter().format(widget)
+    assert data["text/plain"] == "per-layer gradient summary"

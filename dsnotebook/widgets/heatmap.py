@@ -18,7 +18,8 @@ Wire protocol (kernel -> browser), all values float32, never float64:
   the state after every message up to ``seq``. The browser applies deltas strictly in
   order (``seq == last + 1``); after a gap (custom messages sent before its model
   existed are lost) it ignores deltas until a snapshot with a higher ``seq`` arrives.
-  The snapshot is refreshed about once a second while sending and at every ``flush()``.
+  The snapshot is refreshed about once a second while sending (less often for big runs:
+  at most ~1 MB/s of snapshot) and at every ``flush()``.
 
 Sends are rate limited: ``append``/``drop``/``set_status`` send at most once per
 ``MIN_INTERVAL`` seconds; in between they stay pending until the next call that finds
@@ -99,8 +100,10 @@ class HeatmapWidget(anywidget.AnyWidget):
 
     #: at most one send per this many seconds (append/drop/status)
     MIN_INTERVAL = 0.1
-    #: refresh the snapshot traits at least this long after the previous refresh
+    #: refresh the snapshot traits at least this long after the previous refresh ...
     SNAPSHOT_INTERVAL = 1.0
+    #: ... and no more than this many snapshot bytes per second (big runs refresh less often)
+    SNAPSHOT_BYTES_PER_S = 1_000_000
     #: bytes of float32 payload per custom message (well below the 10 MB websocket cap)
     MAX_MESSAGE_BYTES = 2 * 1024 * 1024
     #: the snapshot keeps the most recent columns that fit in this many bytes
@@ -317,7 +320,7 @@ class HeatmapWidget(anywidget.AnyWidget):
         if sent:
             self._last_send = now
         stale = self._snapshot_seq != self._seq
-        interval = max(self.SNAPSHOT_INTERVAL, self._snapshot_nbytes() / 4e6)
+        interval = max(self.SNAPSHOT_INTERVAL, self._snapshot_nbytes() / self.SNAPSHOT_BYTES_PER_S)
         with self.hold_sync():
             self._apply_status(now)
             if stale and (force_snapshot or now - self._last_snapshot >= interval):
