@@ -187,7 +187,7 @@ class NonFiniteLocator:
         fwd, order = self._fwd, list(self._grad_order)
         grads = dict(self._grad_counts)
         producer, consumers, parent, out_keys = self._producer, self._consumers, self._parent, self._out_keys
-        root_keys = self._root_keys
+        root_keys, call_modules = self._root_keys, dict(self._call_modules)
         # Gradients of each module's own parameters: the only trace of a backward NaN made
         # in a module whose input needs no gradient (the first layer).
         with internal(), torch.no_grad():
@@ -214,6 +214,13 @@ class NonFiniteLocator:
             if where == "out":
                 finding = Finding(call, "forward", f"forward: {int(bad)} of {numel} output values non-finite "
                                                    f"(inputs were finite)")
+                mod = call_modules.get(call)
+                with internal(), torch.no_grad():
+                    broken = [n for n, p in mod.named_parameters(recurse=False)
+                              if not bool(torch.isfinite(p).all())] if mod is not None else []
+                if broken:
+                    finding.detail += (f"; its parameters {', '.join(broken)} are already non-finite: an earlier "
+                                       f"update broke them, look at the step before")
             elif parent.get(call) is None:
                 finding = Finding("(input)", "forward", f"forward: the model input is non-finite "
                                                         f"({int(bad)} of {numel} values)")
