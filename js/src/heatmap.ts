@@ -391,6 +391,7 @@ export default () => {
     let hover: { x: number; y: number } | null = null;
     let zoom: { start: number; end: number } | null = null; // steps shown, inclusive
     let dragFrom: number | null = null;
+    let labelWidths: { rows: RowInfo[] | null; modW: number; tenW: number } = { rows: null, modW: 0, tenW: 0 };
 
     const stats = (): StatInfo[] => model.get("stats") || [];
     const rows = (): RowInfo[] => model.get("rows") || [];
@@ -439,12 +440,21 @@ export default () => {
       const R = store.nRows;
       const [col0, C] = visible();
       ctx.font = LABEL_FONT;
-      let modW = 0;
-      let tenW = 0;
-      for (const r of rows()) {
-        modW = Math.max(modW, ctx.measureText(r.module || "").width);
-        tenW = Math.max(tenW, ctx.measureText(r.tensor || "").width);
+      const rs = rows();
+      if (labelWidths.rows !== rs) {
+        let modW = 0;
+        let tenW = 0;
+        const seen = new Set<string>();
+        for (const r of rs) {
+          const key = `${r.module}\u0000${r.tensor}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+          modW = Math.max(modW, ctx.measureText(r.module || "(root)").width);
+          tenW = Math.max(tenW, ctx.measureText(r.tensor || "").width);
+        }
+        labelWidths = { rows: rs, modW, tenW };
       }
+      const { modW, tenW } = labelWidths;
       const cellH = Math.max(1, Math.min(MAX_CELL_H, Math.floor(TARGET_PLOT_H / Math.max(1, R))));
       const showTensor = cellH >= 9;
       const moduleColW = Math.min(MODULE_COL_MAX, Math.ceil(modW) + 10);
@@ -579,6 +589,7 @@ export default () => {
         }
         if (big) ctx.stroke();
         else {
+          // tiny cells: a dot on the cell, plus a tick in the row gutter so it can be found
           for (const [b, r] of marks) {
             const cx = g.x0 + (b + 0.5) * g.cellW;
             const cy = g.y0 + (r + 0.5) * g.cellH;
@@ -587,6 +598,7 @@ export default () => {
         }
       }
 
+      const gutterMarks = marks.length > 0 && !(g.cellW >= 5 && g.cellH >= 5);
       const tMarks = performance.now();
       // labels: module groups (alternating bands when tall enough) and tensor names
       ctx.font = LABEL_FONT;
@@ -640,6 +652,10 @@ export default () => {
         r = e;
         band++;
       }
+      if (gutterMarks) {
+        ctx.fillStyle = cssRgb(markRgb);
+        for (const [, mr] of marks) ctx.fillRect(g.x0 - 9, g.y0 + (mr + 0.5) * g.cellH - 2, 7, 4);
+      }
 
       // x axis: step numbers, on its own canvas below the (maybe scrolled) rows
       const actx0 = axis.getContext("2d");
@@ -653,6 +669,10 @@ export default () => {
       actx.clearRect(0, 0, g.cssW, AXIS_H);
       actx.font = LABEL_FONT;
       drawAxis(actx, g, C, fg);
+      if (marks.length) {
+        actx.fillStyle = cssRgb(markRgb);
+        for (const [b] of marks) actx.fillRect(g.x0 + b * g.cellW, 0, Math.max(2, g.cellW), 2);
+      }
       drawColorbar(lo, hi, log, fg);
 
       // geometry and state for tests and tools
