@@ -1,0 +1,103 @@
+"""Cost of activation sampling (every 1, 10, 100 steps), strict non-finite checks and graph capture.
+
+    python benchmarks/activations.py [--pairs 15] [--steps 100]
+
+Same method as ``overhead.py``: blocks of ``--steps`` training steps alternate between a
+plain loop and the loop under a tracer, and the ratio of each adjacent pair is taken
+(interleaving cancels drift on a shared, noisy machine); medians and interquartile ranges
+are printed.  Every tracer records gradient statistics every step (the always-on part),
+so "grads only" is the reference the other rows add to.  Graph capture happens once per
+tracer, on its first forward: it is measured as the time of that first training step
+with and without capture, in interleaved pairs of fresh tracers.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from dsnotebook import ModelTracer
+from dsnotebook.examples import DigitsCNN, DigitsTransformer, load_digits_tensors
+
+VARIANTS = [
+    ("grads only", {}),
+    ("activations every 100", {"activations_every": 100}),
+    ("activations every 10", {"activations_every": 10}),
+    ("activations every 1", {"activations_every": 1}),
+    ("nonfinite strict", {"nonfinite": "strict"}),
+]
+
+
+def _block(model, opt, xb, yb, steps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    return (time.perf_counter() - t0) / steps
+
+
+def _summary(ratios: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(ratios, n=4)
+    return 100 * (statistics.median(ratios) - 1), 100 * (q[0] - 1), 100 * (q[2] - 1)
+
+
+def measure(model, opt, xb, yb, kwargs: dict, pairs: int, steps: int) -> tuple[float, float, tuple]:
+    tracer = ModelTracer(model, opt, every=1, keep=256, capture_graph=False, **kwargs)
+    with tracer:
+        _block(model, opt, xb, yb, steps)  # warm-up (workspaces, first sample)
+    plain, ratios = [], []
+    for i in range(pairs):
+        t = {}
+        for on in ((False, True) if i % 2 == 0 else (True, False)):
+            if on:
+                with tracer:
+                    t[on] = _block(model, opt, xb, yb, steps)
+            else:
+                t[on] = _block(model, opt, xb, yb, steps)
+        plain.append(t[False])
+        ratios.append(t[True] / t[False])
+    return 1e3 * statistics.median(plain), 1e3 * statistics.median(plain) * statistics.median(ratios), _summary(ratios)
+
+
+def measure_capture(model, opt, xb, yb, pairs: int) -> tuple[float, float, tuple, int]:
+    first, ratios, nodes = {}, [], 0
+    for i in range(pairs):
+        for capture in ((False, True) if i % 2 == 0 else (True, False)):
+            tracer = ModelTracer(model, opt, capture_graph=capture, keep=16)
+            with tracer:
+                first[capture] = _block(model, opt, xb, yb, 1)
+            if capture:
+                nodes = len(tracer.run.graph["nodes"])
+        ratios.append(first[True] / first[False])
+    med = statistics.median(ratios)
+    return 1e3 * first[False], 1e3 * first[False] * med, _summary(ratios), nodes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--pairs", type=int, default=15)
+    ap.add_argument("--steps", type=int, default=100)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    x, y, _, _ = load_digits_tensors()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.pairs} interleaved pairs of "
+          f"{args.steps}-step blocks; overhead = median(traced / plain) - 1, IQR in brackets")
+    print(f"{'model':<13}{'variant':<24}{'plain ms':>9}{'traced ms':>10}{'overhead':>10}  IQR")
+    for name, model, batch in (("digits CNN", DigitsCNN(), 64), ("transformer", DigitsTransformer(), 128)):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        xb, yb = x[:batch], y[:batch]
+        _block(model, opt, xb, yb, 10)
+        for label, kwargs in VARIANTS:
+            plain, traced, (med, lo, hi) = measure(model, opt, xb, yb, kwargs, args.pairs, args.steps)
+            print(f"{name:<13}{label:<24}{plain:>9.2f}{traced:>10.2f}{med:>9.1f}%  [{lo:+.1f}%, {hi:+.1f}%]")
+        plain, traced, (med, lo, hi), nodes = measure_capture(model, opt, xb, yb, 2 * args.pairs)
+        print(f"{name:<13}{f'graph capture ({nodes} nodes)':<24}{plain:>9.2f}{traced:>10.2f}{med:>9.1f}%  "
+              f"[{lo:+.1f}%, {hi:+.1f}%]  (once, first step only)")
+
+
+if __name__ == "__main__":
+    main()
