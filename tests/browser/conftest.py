@@ -198,6 +198,7 @@ def page(browser: Any, lab: Lab) -> Iterator[Any]:
     pg.probe = probe
     try:
         yield pg
+        probe.check()  # also for tests that did not check themselves
     finally:
         context.close()
         lab.shutdown_kernels()
@@ -263,8 +264,10 @@ class NotebookDriver:
         """Add a cell at the end as a user would (Esc, b, Enter, type, Shift+Enter); its text output."""
         page = self.page
         page.evaluate(
-            """() => { const nb = window.jupyterapp.shell.currentWidget.content;
-                       nb.activeCellIndex = nb.widgets.length - 1; nb.mode = 'command'; }"""
+            """() => { if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
+                       const nb = window.jupyterapp.shell.currentWidget.content;
+                       nb.activeCellIndex = nb.widgets.length - 1; nb.mode = 'command';
+                       nb.node.focus(); }"""
         )
         before = len(self.prompts())
         page.keyboard.press("Escape")
