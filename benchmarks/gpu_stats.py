@@ -343,14 +343,29 @@ def bench3(res: dict, pairs: int, steps: int) -> None:
                         t[on] = _block(step, steps)
                 plain.append(t[False]); traced.append(t[True]); ratios.append(t[True] / t[False])
             # host time of the tracer's hooks, measured directly (grads present, after a backward)
+            spent = [0.0]  # host time inside the statistics backend (dsnotebook.kernels)
+            for be in tracer._backends.values():
+                for meth in ("grad_stats", "snapshot", "update_stats"):
+                    orig = getattr(be, meth)
+
+                    def timed(*a, _orig=orig, **k):
+                        t0 = time.perf_counter()
+                        try:
+                            return _orig(*a, **k)
+                        finally:
+                            spent[0] += time.perf_counter() - t0
+
+                    setattr(be, meth, timed)
             with tracer:
                 step()  # leaves every p.grad in place for the direct hook calls below
                 hook_us = []
+                spent[0] = 0.0
                 for _ in range(50):
                     t0 = time.perf_counter()
                     tracer._pre_step(opt, (), {})
                     tracer._post_step(opt, (), {})
                     hook_us.append((time.perf_counter() - t0) * 1e6)
+                backend_us = spent[0] / 50 * 1e6
                 torch.cuda.synchronize()
                 import cProfile
                 import io
@@ -382,12 +397,14 @@ def bench3(res: dict, pairs: int, steps: int) -> None:
                  "plain_spread_pct": 100 * (_iqr(plain)[1] - _iqr(plain)[0]) / _med(plain),
                  "hook_host_us": _med(hook_us), "hook_host_pct_of_step": 100 * _med(hook_us) / 1e3 / _med(plain),
                  "backends": backends, "plan_builds": builds, "issue_ms_one_step": issue_ms,
+                 "backend_host_us_per_step": backend_us,
                  "tensors": len(list(model.parameters())),
                  "recorded_steps": len(getattr(tracer.run, "steps", []))}
             res.setdefault("bench3", {})[name] = r
             say(f"  {name:<42} plain {r['plain_ms']:7.2f} ms  traced {r['traced_ms']:7.2f} ms  overhead "
                 f"{r['overhead_pct']:+5.2f}% (IQR {r['overhead_iqr_pct'][0]:+.2f}..{r['overhead_iqr_pct'][1]:+.2f}%)"
-                f"  hooks {r['hook_host_us']:.0f} us = {r['hook_host_pct_of_step']:.2f}% of a step  {backends}"
+                f"  hooks {r['hook_host_us']:.0f} us = {r['hook_host_pct_of_step']:.2f}% of a step"
+                f" (of which stats backend {backend_us:.0f} us)  {backends}"
                 f"  builds {builds}  plain-step IQR {r['plain_iqr'][0]:.2f}..{r['plain_iqr'][1]:.2f} ms"
                 f"  host issue of one step {issue_ms:.1f} ms")
             del model, opt, step, tracer

@@ -130,16 +130,10 @@ __device__ __forceinline__ i64 strided_offset(const i64* __restrict__ m, i64 i) 
   return off + i * __ldg(m + M_STRIDES);
 }
 
-// Hands one unpacked 16-byte vector to the visitor: as a whole to `vec8` for 16-bit
-// types (see GradVisit), element by element otherwise.
+// Hands one unpacked 16-byte vector to the visitor as a whole (see GradVisit::vec).
 template <int VEC, class Visit>
 __device__ __forceinline__ void visit_vec(const float (&f)[VEC], Visit& visit) {
-  if constexpr (VEC == 8) {
-    visit.vec8(f);
-  } else {
-#pragma unroll
-    for (int k = 0; k < VEC; ++k) visit(f[k]);
-  }
+  visit.template vec<VEC>(f);
 }
 
 // Elements [0, len) of one chunk that starts at byte address p: a scalar head up to the

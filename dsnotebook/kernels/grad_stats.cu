@@ -2,8 +2,8 @@
 //
 // Block b works on chunk bmap[b].y of tensor bmap[b].x (multi_tensor_apply style) and
 // computes over finite elements: sum and sum of squares (accumulated in fp64 per thread,
-// so 1e30^2 cannot overflow and 1e-30^2 cannot underflow; see GradVisit::vec8 for the
-// guarded fp32 partial sums of 16-bit data), abs-max, the non-finite count and a
+// so 1e30^2 cannot overflow and 1e-30^2 cannot underflow; see GradVisit::vec for the
+// guarded fp32 partial sums of each 16-byte vector), abs-max, the non-finite count and a
 // 64-bin floor(log2|x|) histogram.  The histogram lives in shared memory with one
 // private column per thread (hist[bin][thread]): a thread's atomicAdd never meets
 // another lane's address, so there are no bank conflicts and no contention however
@@ -22,8 +22,8 @@
 #ifndef DSN_HIST_MODE
 #define DSN_HIST_MODE 0
 #endif
-// Sums: 1 = fp64 per element, except fp32 partial sums per 16-byte vector of bf16/fp16
-// values with an exactness guard (default); 0 = fp64 per element for every dtype;
+// Sums: 1 = fp32 partial sums per 16-byte vector with a guard, accumulated in fp64
+// (default; see GradVisit::vec); 0 = fp64 per element for every dtype;
 // 2 = fp32 per thread (benchmark diagnostics only, loses precision).
 #ifndef DSN_SUMS
 #define DSN_SUMS 1
@@ -76,34 +76,36 @@ struct GradVisit {
 #endif
   }
 
-  // Eight bf16/fp16 values (one 16-byte load), on the assumption that all are finite and
-  // of moderate size: the raw values go into the histogram and into fp32 partial sums.
-  // Their squares are exact in fp32 (at most 11 significant bits each), so the partial
-  // sums of eight lose at most 7 roundings (< 5e-7 relative).  When the assumption fails
-  // -- a NaN/Inf (the partial sum of squares is then NaN/Inf), a square that underflows,
-  // a sum that could overflow: q8 outside [2^-60, 2^100] -- the vector is redone
-  // element by element in fp64 and non-finite values are counted and moved from the last
-  // bin to bin 0, as count() would have binned them.  16-bit data is instruction-bound; this drops the per-element finiteness
-  // selects and 3 of every 4 fp64 conversions and additions.
-  __device__ __forceinline__ void vec8(const float (&f)[8]) {
+  // One 16-byte vector (N = 8 bf16/fp16 or 4 fp32 values), on the assumption that all
+  // are finite and of moderate size: the raw values go into the histogram and into fp32
+  // partial sums.  Squares of 16-bit values are exact in fp32 (at most 11 significant
+  // bits); fp32 squares round once.  So the partial sums lose at most 2N-1 roundings
+  // (< 1e-6 relative, the issue asks 1e-5) -- as long as no square underflows and no sum
+  // overflows: when the partial sum of squares is outside [2^-60, 2^100] (or NaN/Inf,
+  // which any non-finite value makes it) the vector is redone element by element in
+  // fp64, and its non-finite values are counted and moved from the last bin to bin 0,
+  // as count() would have binned them.  This drops the per-element finiteness selects
+  // and N-1 of N fp64 conversions and additions: 16-bit data is instruction-bound.
+  template <int N>
+  __device__ __forceinline__ void vec(const float (&f)[N]) {
 #if DSN_SUMS == 1
-    float s8 = 0.0f, q8 = 0.0f;
+    float sv = 0.0f, qv = 0.0f;
     u32 am = 0;
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
+    for (int k = 0; k < N; ++k) {
       const u32 a = __float_as_uint(f[k]) << 1;
       am = max(am, a);
       hist(a);
-      s8 += f[k];
-      q8 = fmaf(f[k], f[k], q8);
+      sv += f[k];
+      qv = fmaf(f[k], f[k], qv);
     }
-    if (q8 >= 0x1p-60f && q8 <= 0x1p100f) {  // all finite; |s8| <= sqrt(8 * q8): no overflow
-      s += (double)s8;
-      q += (double)q8;
+    if (qv >= 0x1p-60f && qv <= 0x1p100f) {  // all finite; |sv| <= sqrt(N * qv): no overflow
+      s += (double)sv;
+      q += (double)qv;
       mx = fmaxf(mx, __uint_as_float(am >> 1));
     } else {
 #pragma unroll
-      for (int k = 0; k < 8; ++k) {
+      for (int k = 0; k < N; ++k) {
         const bool fin = finite_f32(f[k]);
         if (!fin) {
           ++nf;
@@ -126,7 +128,7 @@ struct GradVisit {
     }
 #else
 #pragma unroll
-    for (int k = 0; k < 8; ++k) (*this)(f[k]);
+    for (int k = 0; k < N; ++k) (*this)(f[k]);
 #endif
   }
 
