@@ -256,6 +256,27 @@ def bench2(res: dict) -> None:
         b.synchronize()
         rows["cupy launch only"] = {"host_us": (t1 - t0) / 300 * 1e6,
                                     "device_us": a.elapsed_time(b) / 300 * 1e3}  # back to back: kernel time
+        # chunk-length sweep (diagnostics): kernel time back to back with other block maps
+        from dsnotebook.kernels import layout as L
+
+        orig_choose = L.choose_chunk
+        for chunk in (4096, 8192, 16384, 32768, 65536):
+            L.choose_chunk = lambda total, c=chunk: c
+            try:
+                be_c = CupyStatsBackend()
+                pl, dp = be_c._grad_plans.get(ts)
+                args_c = pl.head + (dp[1], pl.chunk) + pl.grad_bufs + (pl.grad_out.data_ptr(),)
+                for _ in range(20):
+                    be_c._launch(pl, "dsn_grad_stats", args_c)
+                torch.cuda.synchronize()
+                a.record()
+                for _ in range(200):
+                    be_c._launch(pl, "dsn_grad_stats", args_c)
+                b.record()
+                b.synchronize()
+                rows[f"kernel only, chunk {chunk} ({pl.nblocks} blocks)"] = {"device_us": a.elapsed_time(b) / 200 * 1e3}
+            finally:
+                L.choose_chunk = orig_choose
         pinned = torch.empty(plan.grad_out.shape, dtype=torch.float64, pin_memory=True)
         t0 = time.perf_counter()
         for _ in range(300):
