@@ -483,3 +483,13 @@ def test_terminal_ipython_shows_the_text_summary(widget: HeatmapWidget) -> None:
     widget.text_fallback = lambda: "per-layer gradient summary"
     data, _ = DisplayFormatter().format(widget)
     assert data["text/plain"] == "per-layer gradient summary"
+
+
+def test_rows_and_stats_keep_their_length(widget: HeatmapWidget) -> None:
+    import traitlets
+
+    widget.rows = [dict(r, name=r["name"] + "!") for r in ROWS]  # relabelling is fine
+    with pytest.raises(traitlets.TraitError, match="new HeatmapWidget"):
+        widget.rows = ROWS[:2]
+    with pytest.raises(traitlets.TraitError):
+        widget.stats = STATS[:1]

@@ -151,6 +151,15 @@ class HeatmapWidget(anywidget.AnyWidget):
         super().__init__(rows=rows, stats=stats, **kwargs)
         self.snapshot_meta = self._snapshot_meta([], False)
 
+    @traitlets.validate("rows", "stats")
+    def _fixed_shape(self, proposal: Any) -> Any:
+        name = proposal["trait"].name
+        n = self.__dict__.get("_n_rows" if name == "rows" else "_n_stats")
+        if n is not None and len(proposal["value"]) != n:
+            raise traitlets.TraitError(
+                f"{name} has {n} entries for the life of the widget; make a new HeatmapWidget for another model")
+        return proposal["value"]
+
     # ------------------------------------------------------------------ public API
     @property
     def steps(self) -> list[int]:
