@@ -493,3 +493,11 @@ def test_rows_and_stats_keep_their_length(widget: HeatmapWidget) -> None:
         widget.rows = ROWS[:2]
     with pytest.raises(traitlets.TraitError):
         widget.stats = STATS[:1]
+
+
+def test_rows_are_plain_json() -> None:
+    import torch
+
+    w = HeatmapWidget(rows=[{"name": "fc.weight", "shape": torch.Size([3, np.int64(4)])}])
+    assert w.rows == [{"name": "fc.weight", "module": "fc", "tensor": "weight", "shape": [3, 4]}]
+    json.dumps(w.rows)

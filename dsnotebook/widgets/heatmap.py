@@ -122,10 +122,12 @@ class HeatmapWidget(anywidget.AnyWidget):
                 raise ValueError(f"every stat needs a 'key': {s!r}")
             s.setdefault("label", s["key"])
             s["log"] = bool(s.get("log", False))
-        for i, r in enumerate(rows):
-            r.setdefault("name", f"row {i}")
-            r.setdefault("module", r["name"].rpartition(".")[0])
-            r.setdefault("tensor", r["name"].rpartition(".")[2])
+        for i, r in enumerate(rows):  # plain JSON: str labels, int shapes
+            r["name"] = str(r.get("name", f"row {i}"))
+            r["module"] = str(r.get("module", r["name"].rpartition(".")[0]))
+            r["tensor"] = str(r.get("tensor", r["name"].rpartition(".")[2]))
+            if r.get("shape") is not None:
+                r["shape"] = [int(d) for d in r["shape"]]
         kwargs.setdefault("stat", stats[0]["key"] if stats else "")
         keys = [s["key"] for s in stats]
         if kwargs.get("mark_stat", "nonfinite") not in keys:
