@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from ._records import RECORD_COLUMNS, RecordTables
 from .stats import (
     COL_ABSMAX,
     COL_NONFINITE,
@@ -33,7 +34,8 @@ from .stats import (
 GRAD_FIELDS = ("norm", "mean", "std", "absmax", "nonfinite", "zero_frac")
 UPDATE_FIELDS = ("update_ratio", "changed_frac")
 ACT_FIELDS = ("mean", "std", "absmax", "zero_frac", "nonfinite", "dead_units", "units", "call")
-TABLES = ("tensors", "grads", "updates", "hist", "events", "activations", "graph_nodes", "graph_edges")
+TABLES = ("tensors", "grads", "updates", "hist", "events", "activations", "graph_nodes", "graph_edges",
+          *RECORD_COLUMNS)
 GRAPH_NODE_COLUMNS = ["id", "kind", "label", "name", "type", "params", "call", "parent", "order", "leaf", "shapes",
                       "param_inputs"]
 GRAPH_EDGE_COLUMNS = ["id", "source", "target", "tensor", "shape", "dtype", "device"]
@@ -112,6 +114,7 @@ class Run:
         self._stride = 1
         self._listeners: list[Listener] = []
         self.dropped_steps = 0
+        self.records = RecordTables(self.keep)  # timings, memory, profile, suggestions (dsnotebook._records)
 
     # -- construction -------------------------------------------------------------------
     @property
@@ -119,7 +122,8 @@ class Run:
         return np.array([t["numel"] for t in self.tensors], dtype=np.int64)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(kind, steps)`` (kind: "append", "drop", "event" or "graph"); returns an unsubscribe."""
+        """Call ``listener(kind, steps)`` (kind: "append", "drop", "event", "graph" or a record table's
+        name: "timings", "memory", "profile", "suggestions"); returns an unsubscribe."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
@@ -191,6 +195,11 @@ class Run:
         rec.act_dead_n = np.concatenate([rec.act_dead_n, np.array([len(d) for d in dead], np.int32)])
         self._notify("append", [step])
 
+    def add_records(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
+        """Append JSON-able rows to a record table (timings, memory, profile, suggestions)."""
+        steps = self.records.add(table, rows)
+        self._notify(table, steps)
+
     def _thin(self) -> None:
         """Keep at most ``keep`` steps: uniform stride over the past, full resolution at the end."""
         tail = max(1, self.keep // 4)
@@ -255,6 +264,8 @@ class Run:
             return pd.DataFrame((self.graph or {}).get("edges", []), columns=GRAPH_EDGE_COLUMNS)
         if table == "activations":
             return self._activations_frame()
+        if table in RECORD_COLUMNS:
+            return self.records.frame(table)
         names = np.array([t["name"] for t in self.tensors], dtype=object)
         modules = np.array([t["module"] for t in self.tensors], dtype=object)
         if table in ("grads", "updates"):
@@ -317,7 +328,8 @@ class Run:
         (d / "run.json").write_text(json.dumps({
             "format": 1, "keep": self.keep, "stride": self._stride, "recorded": self._recorded,
             "dropped_steps": self.dropped_steps, "tensors": self.tensors, "meta": self.meta,
-            "events": self.events, "graph": self.graph, "act_modules": self.act_modules}, indent=1, default=str))
+            "events": self.events, "graph": self.graph, "act_modules": self.act_modules,
+            "records": self.records.to_json()}, indent=1, default=str))
         arrays: dict[str, np.ndarray] = {"steps": np.array(self._order, dtype=np.int64),
                                          "ordinals": np.array([self._ordinal[s] for s in self._order], np.int64)}
         for name in _ARRAYS:
@@ -336,6 +348,7 @@ class Run:
         run.events = head["events"]
         run.graph = head.get("graph")
         run.act_modules = head.get("act_modules", [])
+        run.records.load(head.get("records"))
         run._act_index = {m["module"]: i for i, m in enumerate(run.act_modules)}
         run._stride, run._recorded, run.dropped_steps = head["stride"], head["recorded"], head["dropped_steps"]
         z = np.load(d / "stats.npz")

@@ -1,0 +1,74 @@
+"""Tables of plain records (timings, memory, profile, suggestions) kept beside a Run's arrays.
+
+Performance measurements arrive on sampled steps only and as a handful of rows per
+module, so they are stored as lists of JSON-able dicts rather than numpy columns: a
+widget can send them as they are, ``json.dumps`` saves them, and pandas turns them into
+a frame on request.  Memory stays bounded: per-step tables keep the rows of at most
+``keep`` distinct steps (the oldest step goes first); suggestions are keyed by a stable
+``id`` and replaced in place when a rule fires again or a verification finishes.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pandas as pd
+
+RECORD_COLUMNS: dict[str, list[str]] = {
+    # phase: fwd, bwd (per module); data, fwd, bwd, opt, comm, other, step (module "(step)")
+    "timings": ["step", "module", "phase", "seconds", "calls"],
+    # kind: activations (per module), params, grads, optimizer_state, peak_allocated, reserved, rss, peak_rss
+    "memory": ["step", "module", "kind", "bytes"],
+    # torch.profiler window aggregated per module
+    "profile": ["module", "cpu_s", "device_s", "ops", "top_ops"],
+    "suggestions": ["id", "rule", "title", "category", "severity", "evidence", "gain", "snippet", "verify_hint",
+                    "can_verify", "status", "result"],
+}
+PER_STEP = ("timings", "memory")
+
+
+class RecordTables:
+    """Lists of dict rows per table name, bounded per step, keyed for suggestions."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.tables: dict[str, list[dict[str, Any]]] = {k: [] for k in RECORD_COLUMNS}
+
+    def add(self, table: str, rows: Iterable[dict[str, Any]]) -> list[int]:
+        """Append rows; returns the steps they belong to (for listeners)."""
+        if table not in self.tables:
+            raise KeyError(f"unknown record table {table!r}; choose from {tuple(RECORD_COLUMNS)}")
+        rows = [dict(r) for r in rows]
+        dest = self.tables[table]
+        if table == "suggestions":
+            index = {r["id"]: i for i, r in enumerate(dest)}
+            for r in rows:
+                if r["id"] in index:
+                    dest[index[r["id"]]] = r
+                else:
+                    index[r["id"]] = len(dest)
+                    dest.append(r)
+            return []
+        if table == "profile":  # one window at a time: the newest replaces the last
+            dest[:] = rows
+            return []
+        dest.extend(rows)
+        steps = sorted({r["step"] for r in rows if r.get("step") is not None})
+        self._bound(dest)
+        return steps
+
+    def _bound(self, dest: list[dict[str, Any]]) -> None:
+        steps = sorted({r["step"] for r in dest if r.get("step") is not None})
+        if len(steps) > self.keep:
+            cut = steps[len(steps) - self.keep]
+            dest[:] = [r for r in dest if r.get("step") is None or r["step"] >= cut]
+
+    def frame(self, table: str) -> pd.DataFrame:
+        return pd.DataFrame(self.tables[table], columns=RECORD_COLUMNS[table])
+
+    def to_json(self) -> dict[str, list[dict[str, Any]]]:
+        return {k: v for k, v in self.tables.items() if v}
+
+    def load(self, data: dict[str, list[dict[str, Any]]] | None) -> None:
+        for k, rows in (data or {}).items():
+            if k in self.tables:
+                self.tables[k] = list(rows)
