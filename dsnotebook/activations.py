@@ -166,7 +166,7 @@ class ActivationSampler:
                     continue
                 dims = [d for d in range(r.tensor.dim()) if d != r.dim]
                 masks.append(r.tensor.ne(0).any(dim=dims) if dims else r.tensor.ne(0))
-            flat = torch.cat([raw] + [m.to(torch.float64).reshape(-1) for m in masks]) if masks else raw
+            flat = torch.cat([raw] + [m.to(device=raw.device, dtype=torch.float64).reshape(-1) for m in masks])
         meta = [(r.name, r.call, r.type, r.tensor.numel(), None if r.dim is None else r.tensor.shape[r.dim]) for r in kept]
         alias_meta = [(r.name, r.call, r.type, j) for r, j in aliases]
 

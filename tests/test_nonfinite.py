@@ -84,29 +84,29 @@ class Net(nn.Module):
 TARGETS = ["conv1", "bn1", "act1", "res.conv", "res.act", "res", "pool", "fc1", "norm", "act2", "head"]
 
 
-class SkipNonFinite(torch.optim.SGD):
-    """Like AMP's GradScaler: a non-finite gradient does not reach the weights."""
-
-    def step(self, closure=None):
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is not None:
-                    p.grad.nan_to_num_(0.0, 0.0, 0.0)
-        return super().step(closure)
+def skip_nonfinite(opt, args, kwargs):
+    """Like AMP's GradScaler: a non-finite gradient does not reach the weights.  Registered
+    after the tracer attached, so the tracer's own pre-step hook sees the gradients first."""
+    for g in opt.param_groups:
+        for p in g["params"]:
+            if p.grad is not None:
+                p.grad.nan_to_num_(0.0, 0.0, 0.0)
 
 
 def _run(target, poison, mode, steps=4):
     torch.manual_seed(0)
     model = Net()
     model.get_submodule(target).poison = poison
-    opt = SkipNonFinite(model.parameters(), lr=0.01)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
     g = torch.Generator().manual_seed(1)
     with ModelTracer(model, opt, nonfinite=mode, capture_graph=False) as tracer:
+        handle = opt.register_step_pre_hook(skip_nonfinite)
         for _ in range(steps):
             x, y = torch.randn(8, 1, 4, 4, generator=g), torch.randint(0, 10, (8,), generator=g)
             opt.zero_grad()
             F.cross_entropy(model(x), y).backward()
             opt.step()
+        handle.remove()
     assert tracer.module_hook_count == 0
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     return [e for e in tracer.run.events if e["kind"] == "nonfinite"]
