@@ -8,6 +8,23 @@ Importing this package never imports cupy: ``import dsnotebook.kernels`` works o
 machines without cupy or without a GPU, and cupy is only touched by ``is_available``
 (guarded) and by the backend's first call.
 
+Decisions (details in the files named):
+
+* Strides are handled in-kernel: tensors that are dense in any dimension order
+  (contiguous, transposed, channels_last) are read as flat memory with 16-byte vector
+  loads (a scalar head/tail handles misaligned views such as storage offset 1); other
+  views are read element by element through their collapsed sizes/strides.  Only views
+  with more than 6 non-mergeable dims, or pointers not aligned to the element size, are
+  copied (staged) each call -- see ``layout.py``.
+* Update statistics cost 4 x element size bytes per parameter (16 B fp32, 8 B bf16):
+  one fused snapshot copy (read + write) before the step, one fused read of snapshot +
+  new weights after it; exact "changed" counts for any optimizer -- see ``update_stats.cu``.
+* Determinism: fp64 partial sums per block reduced in block order by the tensor's last
+  block; counts via 64-bit integer atomics (exact, order-free); no float atomics --
+  see ``grad_stats.cu``.  Results are bitwise identical run to run.
+* Returned tensors are reused buffers, overwritten by the next call for the same tensors;
+  safe when the caller enqueues its device->host copy right after (``backend.py``).
+
 Files: ``common.cuh`` (layout + element access), ``grad_stats.cu``,
 ``update_stats.cu`` (the kernels), ``layout.py`` (table and block map, numpy),
 ``plans.py`` (plan cache), ``backend.py`` (launches).
