@@ -99,6 +99,8 @@ def test_synthetic_heatmap_live(page: Any, lab: Any, nb: Any, hm: Any) -> None:
         saw_running |= running
         if running and st is not None:
             draws_while_running.append(int(st["root"].get("draws", "0")))
+            if len(draws_while_running) == 20:  # mid-run: what a user sees while it trains
+                nb.screenshot(page.locator(ROOT), "heatmap_synthetic_live.png")
         if saw_running and not running:
             break
         time.sleep(0.05)
