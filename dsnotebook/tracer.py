@@ -101,7 +101,8 @@ class ModelTracer:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
                  *, every: int = 1, keep: int = 1000, backend: str = "auto", track_updates: bool = True,
-                 activations_every: int | None = None, nonfinite: str = "cheap", capture_graph: bool = True) -> None:
+                 activations_every: int | None = None, nonfinite: str = "cheap", capture_graph: bool = True,
+                 profile_every: int | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"ModelTracer needs a torch.nn.Module, got {type(model).__module__}."
                             f"{type(model).__qualname__}: {model!r:.80}")
@@ -143,6 +144,12 @@ class ModelTracer:
         self._dataflow = Dataflow(model, self.run, self._backend, self._copier, activations_every=activations_every,
                                   nonfinite=nonfinite, capture_graph=capture_graph, warn=self._warn_internal)
         self.run.meta.update(activations_every=activations_every, nonfinite=nonfinite)
+        self._profiler = None  # per-layer timing and memory on sampled steps (dsnotebook.profile)
+        if profile_every is not None:
+            from .profile import StepProfiler
+
+            self._profiler = StepProfiler(model, self.run, profile_every, warn=self._warn_internal,
+                                          optimizers=lambda: [o for o in (r() for r in self._optimizers) if o])
 
     # -- metadata -----------------------------------------------------------------------
     def _meta(self, model: nn.Module, params: list[nn.Parameter], optimizers: list[Any]) -> dict[str, Any]:
@@ -173,6 +180,8 @@ class ModelTracer:
         self._attached = True
         try:
             self._dataflow.attach(self.step_count)
+            if self._profiler is not None:
+                self._profiler.begin_step(self.step_count)
         except Exception as exc:
             self._warn_internal(exc)
         return self
@@ -185,6 +194,11 @@ class ModelTracer:
         was_attached, self._attached = self._attached, False
         try:
             self._dataflow.detach(self.step_count)
+        except Exception as exc:
+            self._warn_internal(exc)
+        try:
+            if self._profiler is not None:
+                self._profiler.detach()
         except Exception as exc:
             self._warn_internal(exc)
         self._snapshots.clear()
@@ -205,7 +219,7 @@ class ModelTracer:
     @property
     def module_hook_count(self) -> int:
         """Per-module hooks held now (graph capture, activation sampling, non-finite checks)."""
-        return self._dataflow.hook_count
+        return self._dataflow.hook_count + (self._profiler.hook_count if self._profiler is not None else 0)
 
     def __enter__(self) -> "ModelTracer":
         return self.attach()
@@ -236,7 +250,7 @@ class ModelTracer:
                 self._close_step()
             ids = list(dict.fromkeys(owned))
             if not self._stepped:  # forward and backward of this step are done
-                self._end_dataflow()
+                self._end_dataflow(opt)
             if not self._stepped:  # first optimizer of this step: also read params no optimizer owns
                 ids += [i for i in range(len(self._params)) if i not in self._known_owned]
             self._stepped.add(id(opt))
@@ -251,8 +265,13 @@ class ModelTracer:
                                                            if self._params[i].grad is not None])
         except Exception as exc:  # never break the user's training from inside a hook
             self._warn_internal(exc)
+        finally:
+            if self._profiler is not None:
+                self._profiler.opt_begin()
 
     def _post_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self._profiler is not None:
+            self._profiler.opt_done()
         try:
             snaps = self._snapshots.pop(id(opt), None)
             if snaps:
@@ -260,12 +279,16 @@ class ModelTracer:
             self._copier.poll()
             if id(opt) in self._stepped:
                 self._dataflow.begin_step(self.step_count + 1)
+                if self._profiler is not None:
+                    self._profiler.begin_step(self.step_count + 1)
         except Exception as exc:
             self._warn_internal(exc)
 
-    def _end_dataflow(self) -> None:
+    def _end_dataflow(self, opt: torch.optim.Optimizer | None = None) -> None:
         try:
             self._dataflow.end_step(self.step_count)
+            if self._profiler is not None:
+                self._profiler.end_step(self.step_count, opt)
         except Exception as exc:
             self._warn_internal(exc)
 
@@ -292,6 +315,8 @@ class ModelTracer:
         if self._attached:
             try:
                 self._dataflow.begin_step(self.step_count)
+                if self._profiler is not None:
+                    self._profiler.begin_step(self.step_count)
             except Exception as exc:
                 self._warn_internal(exc)
 
