@@ -83,6 +83,8 @@ class TraceMagics(Magics):
     @argument("--nonfinite", default="cheap",
               help="first non-finite localisation: cheap (checks armed after a non-finite statistic, default), "
                    "strict (checks every step) or off")
+    @argument("--profile-every", "-p", type=int, default=None, metavar="N",
+              help="per-layer forward/backward time, step phases and memory every N steps (default: off)")
     @argument("--no-graph", action="store_true", help="do not capture the dataflow graph of the first forward pass")
     @argument("--no-widget", action="store_true", help="no live heatmap; print a text summary at the end")
     @argument("--name", "-n", default="_trace", help="variable that receives the tracer afterwards (default _trace)")
@@ -102,6 +104,8 @@ class TraceMagics(Magics):
             raise UsageError(f"--keep must be >= 4, got {args.keep}")
         if args.activations_every is not None and args.activations_every < 1:
             raise UsageError(f"--activations-every must be >= 1, got {args.activations_every}")
+        if args.profile_every is not None and args.profile_every < 1:
+            raise UsageError(f"--profile-every must be >= 1, got {args.profile_every}")
         if args.nonfinite not in NONFINITE_MODES:
             raise UsageError(f"--nonfinite must be one of {', '.join(NONFINITE_MODES)}, got {args.nonfinite!r}")
         if args.backend not in BACKENDS:
@@ -114,7 +118,7 @@ class TraceMagics(Magics):
         try:
             tracer = ModelTracer(model, opt, every=args.every, keep=args.keep, backend=args.backend,
                                  activations_every=args.activations_every, nonfinite=args.nonfinite,
-                                 capture_graph=not args.no_graph)
+                                 capture_graph=not args.no_graph, profile_every=args.profile_every)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"%%deepseek_trace: {exc}") from exc
         tracer.run.meta["command"] = f"%%deepseek_trace {line}".strip()

@@ -19,7 +19,7 @@ RECORD_COLUMNS: dict[str, list[str]] = {
     # kind: activations (per module), params, grads, optimizer_state, peak_allocated, reserved, rss, peak_rss
     "memory": ["step", "module", "kind", "bytes"],
     # torch.profiler window aggregated per module
-    "profile": ["module", "cpu_s", "device_s", "ops", "top_ops"],
+    "profile": ["module", "phase", "cpu_s", "device_s", "ops", "top_ops"],
     "suggestions": ["id", "rule", "title", "category", "severity", "evidence", "gain", "snippet", "verify_hint",
                     "can_verify", "status", "result"],
 }

@@ -137,6 +137,9 @@ class ModelTracer:
         self._snapshots: dict[int, list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]]] = {}
         self._explicit_snapshot: list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]] | None = None
         self._hook_steps = 0
+        self._owned_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._unowned_cache: tuple[int, list[int]] = (-1, [])
+        self._single_device = len({p.device for p in params}) == 1
         self._known_owned: set[int] = set()  # tensors some optimizer of ours updates
         for opt in optimizers:
             self._known_owned.update(self._owned(opt))
@@ -232,13 +235,25 @@ class ModelTracer:
         return self.step_count % self.every == 0
 
     def _owned(self, opt: torch.optim.Optimizer) -> list[int]:
-        ids = []
-        for group in opt.param_groups:
-            for p in group["params"]:
-                i = self._index.get(id(p))
-                if i is not None:
-                    ids.append(i)
+        """Model tensor ids that ``opt`` updates, deduplicated; cached while its groups keep their sizes.
+
+        The hot path runs this every step: a cache hit costs one tuple of group sizes.
+        """
+        sig = tuple(len(g["params"]) for g in opt.param_groups)
+        hit = self._owned_cache.get(opt)
+        if hit is not None and hit[0] == sig:
+            return hit[1]
+        index = self._index
+        ids = list(dict.fromkeys(index[id(p)] for g in opt.param_groups for p in g["params"] if id(p) in index))
+        self._owned_cache[opt] = (sig, ids)
         return ids
+
+    def _unowned(self) -> list[int]:
+        """Tensors no optimizer seen so far updates (read at the first optimizer of a step)."""
+        if self._unowned_cache[0] != len(self._known_owned):
+            known = self._known_owned
+            self._unowned_cache = (len(known), [i for i in range(len(self._params)) if i not in known])
+        return self._unowned_cache[1]
 
     def _pre_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         try:
@@ -248,21 +263,23 @@ class ModelTracer:
             self._known_owned.update(owned)
             if id(opt) in self._stepped:
                 self._close_step()
-            ids = list(dict.fromkeys(owned))
-            if not self._stepped:  # forward and backward of this step are done
+            first = not self._stepped
+            if first:  # forward and backward of this step are done
                 self._end_dataflow(opt)
-            if not self._stepped:  # first optimizer of this step: also read params no optimizer owns
-                ids += [i for i in range(len(self._params)) if i not in self._known_owned]
+            extra = self._unowned() if first else []  # first optimizer also reads params nobody owns
             self._stepped.add(id(opt))
             self._hook_steps += 1
             if not self._recording():
                 return
-            with_grad = [i for i in ids if self._params[i].grad is not None]
-            self._grad_stats([i for i in with_grad if i not in self._captured])
-            self._captured.update(with_grad)
+            params, captured = self._params, self._captured
+            mine = [i for i in owned if params[i].grad is not None]
+            todo = mine if first else [i for i in mine if i not in captured]
+            if extra:
+                todo = todo + [i for i in extra if params[i].grad is not None and i not in captured]
+            self._grad_stats(todo)
+            captured.update(todo)
             if self.track_updates:
-                self._snapshots[id(opt)] = self._snapshot([i for i in dict.fromkeys(owned)
-                                                           if self._params[i].grad is not None])
+                self._snapshots[id(opt)] = self._snapshot(mine)
         except Exception as exc:  # never break the user's training from inside a hook
             self._warn_internal(exc)
         finally:
@@ -321,7 +338,9 @@ class ModelTracer:
                 self._warn_internal(exc)
 
     # -- statistics ---------------------------------------------------------------------
-    def _by_device(self, ids: Iterable[int], tensors: Sequence[torch.Tensor]) -> dict[torch.device, list[int]]:
+    def _by_device(self, ids: list[int], tensors: Sequence[torch.Tensor]) -> dict[torch.device, list[int]]:
+        if self._single_device:  # the common case: skip a loop over every tensor
+            return {tensors[0].device: ids}
         groups: dict[torch.device, list[int]] = defaultdict(list)
         for i, t in zip(ids, tensors):
             groups[t.device].append(i)
@@ -340,7 +359,7 @@ class ModelTracer:
         grads = [self._params[i].grad for i in ids]
         step = self.step_count
         for device, sub in self._by_device(ids, grads).items():
-            tensors = [self._params[i].grad for i in sub]
+            tensors = grads if len(sub) == len(ids) else [self._params[i].grad for i in sub]
             values = self._backend(device).grad_stats(tensors)
             idx = np.array(sub, dtype=np.int32)
             self._copier.submit(values, lambda host, s=step, idx=idx: self._on_grads(s, idx, host))
@@ -353,8 +372,10 @@ class ModelTracer:
         out = []
         if not ids:
             return out
-        for device, sub in self._by_device(ids, [self._params[i] for i in ids]).items():
-            tensors = [self._params[i].detach() for i in sub]
+        params = [self._params[i] for i in ids]
+        for device, sub in self._by_device(ids, params).items():
+            # Parameters as they are: backends read them without recording autograd.
+            tensors = params if len(sub) == len(ids) else [self._params[i] for i in sub]
             backend = self._backend(device)
             out.append((backend, backend.snapshot(tensors), np.array(sub, dtype=np.int32), tensors))
         return out
@@ -381,6 +402,15 @@ class ModelTracer:
     def to_dataframe(self, table: str = "grads") -> Any:
         self.flush(wait=True)
         return self.run.to_dataframe(table)
+
+    def profile_window(self, active: int = 3, wait: int = 1, warmup: int = 1, trace_path: str | None = None) -> Any:
+        """Run ``torch.profiler`` over the next few optimizer steps; per-module rows land in the
+        Run's ``profile`` table; ``.export_chrome_trace(path)`` writes a Perfetto trace."""
+        from .profile_window import ProfileWindow
+
+        opts = [o for o in (r() for r in self._optimizers) if o]
+        return ProfileWindow(self.model, opts[0] if len(opts) == 1 else None, wait=wait, warmup=warmup,
+                             active=active, run=self.run, trace_path=trace_path)
 
     def enable_gradient_heatmap(self, display: bool = True) -> Any:
         """Show a live gradient heatmap of this tracer's Run (returns the widget)."""
