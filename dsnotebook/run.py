@@ -25,6 +25,7 @@ from .stats import (
     COL_ZEROS,
     HIST_BINS,
     HIST_OFFSET,
+    UPDATE_COLS,
     UCOL_CHANGED,
     UCOL_DIFFSQ,
     UCOL_WEIGHTSQ,
@@ -48,10 +49,10 @@ class _StepRecord:
     """Everything recorded at one step; arrays are small (one row per tensor)."""
 
     grad_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    grad_vals: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.float64))
+    grad_vals: np.ndarray = field(default_factory=lambda: np.zeros((0, HIST_OFFSET), np.float64))  # raw sums
     hist: np.ndarray = field(default_factory=lambda: np.zeros((0, HIST_BINS), np.uint32))
     upd_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    upd_vals: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    upd_vals: np.ndarray = field(default_factory=lambda: np.zeros((0, UPDATE_COLS), np.float64))  # raw sums
     act_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # index into Run.act_modules
     act_vals: np.ndarray = field(default_factory=lambda: np.zeros((0, len(ACT_FIELDS)), np.float32))
     act_dead: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # dead unit indices, all rows
@@ -119,7 +120,12 @@ class Run:
     # -- construction -------------------------------------------------------------------
     @property
     def numel(self) -> np.ndarray:
-        return np.array([t["numel"] for t in self.tensors], dtype=np.int64)
+        """Element count per tensor id (cached: the tracer reads it every step)."""
+        cached = getattr(self, "_numel", None)
+        if cached is None or len(cached) != len(self.tensors):
+            cached = self._numel = np.array([t["numel"] for t in self.tensors], dtype=np.int64)
+            self._hist_dtype = np.uint32 if cached.max(initial=0) < 2**32 else np.int64
+        return cached
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(kind, steps)`` (kind: "append", "drop", "event", "graph" or a record table's
@@ -147,22 +153,27 @@ class Run:
         """Append gradient statistics (backend layout, host array) of some tensors at ``step``."""
         ids = np.asarray(tensor_ids, dtype=np.int32)
         raw = np.asarray(raw)
-        vals = derive_grad_fields(raw, self.numel[ids])
-        hist_dtype = np.uint32 if (self.numel[ids].max(initial=0) < 2**32) else np.int64
-        hist = raw[:, HIST_OFFSET:HIST_OFFSET + HIST_BINS].astype(hist_dtype)
+        self.numel  # noqa: B018 - makes sure the cached numel/hist dtype exist
+        # Raw sums are kept; derived fields (norm, mean, ...) are computed when read, for many
+        # steps at once, which keeps this per-step path short.
+        vals = np.array(raw[:, :HIST_OFFSET], dtype=np.float64)
+        hist = raw[:, HIST_OFFSET:HIST_OFFSET + HIST_BINS].astype(self._hist_dtype)
         rec = self._record(step)
-        rec.grad_ids = np.concatenate([rec.grad_ids, ids])
-        rec.grad_vals = np.concatenate([rec.grad_vals, vals])
-        rec.hist = np.concatenate([rec.hist.astype(hist.dtype), hist])
+        if len(rec.grad_ids):  # a second optimizer of the same step
+            ids = np.concatenate([rec.grad_ids, ids])
+            vals = np.concatenate([rec.grad_vals, vals])
+            hist = np.concatenate([rec.hist.astype(hist.dtype), hist])
+        rec.grad_ids, rec.grad_vals, rec.hist = ids, vals, hist
         self._notify("append", [step])
 
     def add_updates(self, step: int, tensor_ids: np.ndarray, raw: np.ndarray) -> None:
         """Append update statistics (diff^2, weight^2, changed) of some tensors at ``step``."""
         ids = np.asarray(tensor_ids, dtype=np.int32)
-        vals = derive_update_fields(raw, self.numel[ids])
+        vals = np.array(raw, dtype=np.float64)
         rec = self._record(step)
-        rec.upd_ids = np.concatenate([rec.upd_ids, ids])
-        rec.upd_vals = np.concatenate([rec.upd_vals, vals])
+        if len(rec.upd_ids):
+            ids, vals = np.concatenate([rec.upd_ids, ids]), np.concatenate([rec.upd_vals, vals])
+        rec.upd_ids, rec.upd_vals = ids, vals
         self._notify("append", [step])
 
     def add_event(self, step: int | None, kind: str, module: str | None, detail: str) -> None:
@@ -240,16 +251,28 @@ class Run:
         steps = self.steps if steps is None else list(steps)
         out = np.full((len(self.tensors), len(steps)), np.nan, dtype=np.float64)
         if field_name in GRAD_FIELDS:
-            col, ids_attr, vals_attr = GRAD_FIELDS.index(field_name), "grad_ids", "grad_vals"
+            col, table = GRAD_FIELDS.index(field_name), "grads"
         elif field_name in UPDATE_FIELDS:
-            col, ids_attr, vals_attr = UPDATE_FIELDS.index(field_name), "upd_ids", "upd_vals"
+            col, table = UPDATE_FIELDS.index(field_name), "updates"
         else:
             raise KeyError(f"unknown statistic {field_name!r}; choose from {GRAD_FIELDS + UPDATE_FIELDS}")
-        for j, s in enumerate(steps):
-            rec = self._steps.get(s)
-            if rec is not None:
-                out[getattr(rec, ids_attr), j] = getattr(rec, vals_attr)[:, col]
+        cols, ids, vals = self._derived(table, steps)
+        out[ids, cols] = vals[:, col]
         return out
+
+    def _derived(self, table: str, steps: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(column index into ``steps``, tensor ids, derived fields) of every row of those steps."""
+        ids_attr, vals_attr, derive, width = (
+            ("grad_ids", "grad_vals", derive_grad_fields, HIST_OFFSET) if table == "grads"
+            else ("upd_ids", "upd_vals", derive_update_fields, UPDATE_COLS))
+        recs = [(j, self._steps[s]) for j, s in enumerate(steps) if s in self._steps]
+        ids = np.concatenate([getattr(r, ids_attr) for _, r in recs] or [np.zeros(0, np.int32)])
+        raw = np.concatenate([getattr(r, vals_attr) for _, r in recs] or [np.zeros((0, width))])
+        cols = np.concatenate([np.full(len(getattr(r, ids_attr)), j, np.int64) for j, r in recs]
+                              or [np.zeros(0, np.int64)])
+        nfields = len(GRAD_FIELDS if table == "grads" else UPDATE_FIELDS)
+        vals = derive(raw, self.numel[ids]) if len(ids) else np.zeros((0, nfields))
+        return cols, ids, vals
 
     def to_dataframe(self, table: str = "grads") -> pd.DataFrame:
         """A tidy pandas frame of one table: tensors, grads, updates, hist (long) or events."""
@@ -269,12 +292,9 @@ class Run:
         names = np.array([t["name"] for t in self.tensors], dtype=object)
         modules = np.array([t["module"] for t in self.tensors], dtype=object)
         if table in ("grads", "updates"):
-            ids_attr, vals_attr, fields = (("grad_ids", "grad_vals", GRAD_FIELDS) if table == "grads"
-                                           else ("upd_ids", "upd_vals", UPDATE_FIELDS))
-            recs = [(s, self._steps[s]) for s in self._order]
-            ids = np.concatenate([getattr(r, ids_attr) for _, r in recs] or [np.zeros(0, np.int32)])
-            vals = np.concatenate([getattr(r, vals_attr) for _, r in recs] or [np.zeros((0, len(fields)), np.float32)])
-            step_col = np.concatenate([np.full(len(getattr(r, ids_attr)), s, np.int64) for s, r in recs] or [np.zeros(0, np.int64)])
+            fields = GRAD_FIELDS if table == "grads" else UPDATE_FIELDS
+            cols, ids, vals = self._derived(table, self._order)
+            step_col = np.asarray(self._order, dtype=np.int64)[cols] if len(cols) else np.zeros(0, np.int64)
             df = pd.DataFrame({"step": step_col, "tensor_id": ids, "name": names[ids], "module": modules[ids]})
             for k, f in enumerate(fields):
                 df[f] = vals[:, k]
@@ -326,7 +346,7 @@ class Run:
         d = pathlib.Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         (d / "run.json").write_text(json.dumps({
-            "format": 1, "keep": self.keep, "stride": self._stride, "recorded": self._recorded,
+            "format": 2, "keep": self.keep, "stride": self._stride, "recorded": self._recorded,
             "dropped_steps": self.dropped_steps, "tensors": self.tensors, "meta": self.meta,
             "events": self.events, "graph": self.graph, "act_modules": self.act_modules,
             "records": self.records.to_json()}, indent=1, default=str))
