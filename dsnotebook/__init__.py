@@ -11,7 +11,15 @@ from .run import Run
 from .tracer import ModelTracer
 
 __version__ = "0.1.0"
-__all__ = ["ModelTracer", "Run", "load_ipython_extension", "__version__"]
+__all__ = ["ModelTracer", "Run", "detect_gpu", "load_ipython_extension", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "detect_gpu":  # lazy: hardware detection is not needed to import the package
+        from .hardware import detect_gpu
+
+        return detect_gpu
+    raise AttributeError(f"module 'dsnotebook' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: Any) -> None:

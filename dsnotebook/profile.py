@@ -103,6 +103,12 @@ class StepProfiler:
         self._device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self._clock = _Clock(self._device)
         run.meta["profile_every"] = every
+        try:
+            from .hardware import detect_gpu
+
+            run.meta.setdefault("hardware_profile", detect_gpu().to_dict())
+        except Exception as exc:  # pragma: no cover - exotic platforms
+            self._warn(exc)
         dist = profile_comm.distributed_info()
         if dist:
             run.meta["distributed"] = dist
@@ -211,9 +217,29 @@ class StepProfiler:
             return
         if not cur.saw_forward:
             cur.saw_forward = True
+            if "settings" not in self.run.meta:
+                self._note_settings(module)
         cur.root_fwd.append((self._clock.mark(), None))
         if self._meter is not None:
             self._meter.begin()
+
+    def _note_settings(self, model: nn.Module) -> None:
+        """What the advisor needs to know about the running configuration (read once)."""
+        try:
+            dev = self._device.type
+            amp = torch.is_autocast_enabled(dev) if dev in ("cuda", "cpu") else False
+            amp_dtype = str(torch.get_autocast_dtype(dev)).replace("torch.", "") if amp else None
+            convs = [p for p in model.parameters() if p.dim() == 4]
+            self.run.meta["settings"] = {
+                "device": dev, "autocast": amp_dtype, "compiled": self.compiled,
+                "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+                "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+                "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+                "channels_last": bool(convs) and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs),
+                "param_dtypes": sorted({str(p.dtype).replace("torch.", "") for p in model.parameters()}),
+            }
+        except Exception as exc:
+            self._warn(exc)
 
     def _root_post(self, module: nn.Module, args: Any, output: Any) -> None:
         cur = self._cur

@@ -412,6 +412,15 @@ class ModelTracer:
         return ProfileWindow(self.model, opts[0] if len(opts) == 1 else None, wait=wait, warmup=warmup,
                              active=active, run=self.run, trace_path=trace_path)
 
+    def advise(self, hardware: Any = None, data: Any = None) -> list[Any]:
+        """Tuning suggestions for this run (``dsnotebook.advisor.advise`` with the traced model and
+        optimizer; pass the DataLoader as ``data`` to make the data-loader advice verifiable)."""
+        from .advisor import advise
+
+        self.flush(wait=True)
+        opts = [o for o in (r() for r in self._optimizers) if o]
+        return advise(self.run, hardware, model=self.model, optimizer=opts[0] if len(opts) == 1 else None, data=data)
+
     def enable_gradient_heatmap(self, display: bool = True) -> Any:
         """Show a live gradient heatmap of this tracer's Run (returns the widget)."""
         from .live import LiveHeatmap

@@ -1,0 +1,92 @@
+"""Number formats and layouts: mixed precision, TF32, channels_last."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..hardware import HardwareProfile
+from . import measures
+from .context import AdviceContext
+from .settings import autocast_choice
+from .suggestion import Suggestion
+from .variants import Variant, set_tf32, to_channels_last
+
+COMPUTE_SHARE = 0.4  # forward + backward share of the step worth speeding up
+
+
+def _compute_share(run: Any) -> tuple[float, float]:
+    ph = measures.phases(run)
+    step = ph.get("step", 0.0)
+    compute = ph.get("fwd", 0.0) + ph.get("bwd", 0.0)
+    return compute, (compute / step if step > 0 else 0.0)
+
+
+def mixed_precision(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggestion | None:
+    dtype, scaler, why = autocast_choice(hw)
+    s = ctx.settings(run)
+    compute, share = _compute_share(run)
+    if dtype is None or s.get("autocast") or "float32" not in measures.param_dtypes(run) or share < COMPUTE_SHARE:
+        return None
+    name = str(dtype).replace("torch.", "")
+    dev = hw.device
+    if scaler:
+        snippet = (f"scaler = torch.amp.GradScaler('{dev}')\n"
+                   f"with torch.autocast('{dev}', dtype=torch.float16):\n    loss = loss_fn(model(x), y)\n"
+                   "scaler.scale(loss).backward()\nscaler.step(optimizer)\nscaler.update()")
+    else:
+        snippet = f"with torch.autocast('{dev}', dtype=torch.{name}):\n    loss = loss_fn(model(x), y)\nloss.backward()"
+    return Suggestion(
+        rule="mixed_precision", category="speed",
+        title=f"Train in {name} autocast" + (" with a GradScaler" if scaler else ""),
+        evidence={"param_dtype": "float32", "compute_ms": 1e3 * compute, "compute_share": share,
+                  "device": hw.gpu_name or "cpu", "reason": why},
+        gain="x1.5-3 on matmul/conv-heavy steps (tensor cores), about half the activation memory",
+        snippet=snippet,
+        verify_hint="A/B: the step under torch.autocast vs fp32; watch the loss drift (should stay within ~1%)",
+        variant=Variant(f"autocast {name}", step_context=lambda: torch.autocast(dev, dtype=dtype)))
+
+
+def tf32(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggestion | None:
+    s = ctx.settings(run)
+    on = s.get("tf32_matmul", torch.backends.cuda.matmul.allow_tf32)
+    if not hw.tf32 or on or s.get("autocast"):
+        return None
+    compute, share = _compute_share(run)
+    if share < COMPUTE_SHARE:
+        return None
+    return Suggestion(
+        rule="tf32", category="speed",
+        title="Allow TF32 tensor cores for fp32 matmuls and convolutions",
+        evidence={"allow_tf32_matmul": bool(on), "allow_tf32_cudnn": s.get("tf32_cudnn"),
+                  "compute_ms": 1e3 * compute, "compute_share": share, "gpu": hw.gpu_name},
+        gain="up to x2-8 on fp32 matmuls (Ampere+); 10-bit mantissa, fine for training",
+        snippet="torch.backends.cuda.matmul.allow_tf32 = True\ntorch.backends.cudnn.allow_tf32 = True\n"
+                "# or: torch.set_float32_matmul_precision('high')",
+        verify_hint="A/B with the flags on vs off; loss drift should stay small",
+        variant=Variant("TF32 on", enter=lambda c: set_tf32(True)))
+
+
+def channels_last(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggestion | None:
+    s = ctx.settings(run)
+    n_conv = measures.conv_weights(run)
+    cc = hw.compute_capability or (0, 0)
+    if hw.device != "cuda" or cc < (7, 0) or n_conv == 0 or s.get("channels_last"):
+        return None
+    times = measures.module_times(run)
+    conv_names = {t["module"] for t in run.tensors if t.get("tensor") == "weight" and len(t.get("shape", ())) == 4}
+    conv_s = sum(v["fwd"] + v["bwd"] for m, v in times.items() if m in conv_names)
+    compute, _ = _compute_share(run)
+    share = conv_s / compute if compute > 0 else 0.0
+    if times and share < 0.3:
+        return None
+    return Suggestion(
+        rule="channels_last", category="speed",
+        title="Use channels_last (NHWC) memory format for this conv net",
+        evidence={"conv_layers": n_conv, "conv_ms": 1e3 * conv_s, "conv_share_of_compute": share,
+                  "channels_last": False},
+        gain="x1.1-1.3 for conv nets under autocast on tensor cores (no NCHW<->NHWC transposes)",
+        snippet="model = model.to(memory_format=torch.channels_last)\n"
+                "x = x.to('cuda', memory_format=torch.channels_last)",
+        verify_hint="A/B with the model converted vs not (best combined with autocast)",
+        variant=Variant("channels_last", enter=lambda c: to_channels_last(c.model)) if ctx.model is not None else None)

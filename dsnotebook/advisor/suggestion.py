@@ -1,0 +1,136 @@
+"""A suggestion: what to change, the numbers that triggered it, and a way to prove it (A/B).
+
+Records are plain JSON (``to_record``) with a stable ``id`` (the rule name, plus the
+module for per-module advice), so a widget can key cards by id and replace a card when
+its verification finishes.  The live object keeps weak references to the model,
+optimizer and data the advice was made for; ``verify`` runs the A/B comparison and
+writes the outcome back to the Run's ``suggestions`` table.
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .variants import Variant
+from .verify import Progress, VerifyResult, verify_variant
+
+CATEGORIES = ("speed", "memory", "training", "distributed")
+
+
+def _json(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {str(k): _json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json(x) for x in v]
+    if hasattr(v, "item") and callable(v.item):  # numpy / torch scalars
+        return _json(v.item())
+    if v is None or isinstance(v, (str, int, bool)):
+        return v
+    return str(v)
+
+
+@dataclass
+class Suggestion:
+    rule: str
+    title: str
+    category: str
+    evidence: dict[str, Any]
+    gain: str
+    snippet: str
+    verify_hint: str
+    target: str = "speed"  # what verification judges: speed, memory or stability
+    severity: str = "info"  # info, warning
+    variant: Variant | None = None
+    key: str | None = None  # distinguishes several suggestions of one rule (e.g. per module)
+    status: str = "proposed"  # proposed, running, verified, refuted, error
+    result: VerifyResult | None = None
+    error: str | None = None
+    _refs: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.rule if self.key is None else f"{self.rule}:{self.key}"
+
+    @property
+    def can_verify(self) -> bool:
+        return self.variant is not None
+
+    def bind(self, run: Any = None, model: Any = None, optimizer: Any = None, data: Any = None) -> "Suggestion":
+        for k, v in (("run", run), ("model", model), ("optimizer", optimizer), ("data", data)):
+            if v is not None:
+                try:
+                    self._refs[k] = weakref.ref(v)
+                except TypeError:  # e.g. a list of batches: hold it strongly
+                    self._refs[k] = (lambda v=v: v)
+        return self
+
+    def _ref(self, k: str) -> Any:
+        r = self._refs.get(k)
+        return r() if r is not None else None
+
+    def verify(self, step_fn: Callable[..., Any], steps: int = 20, *, model: Any = None, optimizer: Any = None,
+               data: Any = None, pairs: int | None = None, warmup: int = 1,
+               progress: Progress | None = None) -> VerifyResult:
+        """A/B: ``step_fn`` under the baseline and under this suggestion's change.
+
+        ``step_fn()`` runs one full training step (load, forward, backward, optimizer)
+        and returns the loss; with ``data`` (an iterable or DataLoader) it is called as
+        ``step_fn(batch)`` and loading is timed too (the data-loader rule changes the
+        loader).  Model, optimizer and RNG state are restored afterwards.
+        """
+        if self.variant is None:
+            raise ValueError(f"{self.id}: this suggestion has no automatic variant to verify; "
+                             f"apply the snippet by hand and compare ({self.verify_hint})")
+        model = model if model is not None else self._ref("model")
+        optimizer = optimizer if optimizer is not None else self._ref("optimizer")
+        data = data if data is not None else self._ref("data")
+        if model is None:
+            raise ValueError(f"{self.id}: pass model= (the suggestion was made without one)")
+        self.status, self.error = "running", None
+        self._publish()
+        try:
+            self.result = verify_variant(self.variant, step_fn, model=model, optimizer=optimizer, data=data,
+                                         steps=steps, pairs=pairs, warmup=warmup, target=self.target,
+                                         progress=progress)
+            self.status = self.result.verdict
+        except BaseException as exc:
+            self.status, self.error = "error", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._publish()
+        return self.result
+
+    def _publish(self) -> None:
+        run = self._ref("run")
+        if run is not None:
+            run.add_records("suggestions", [self.to_record()])
+
+    def to_record(self) -> dict[str, Any]:
+        """Plain JSON-able dict (the Run's ``suggestions`` table row)."""
+        result = self.result.to_record() if self.result is not None else None
+        if self.error:
+            result = {"error": self.error}
+        return _json({"id": self.id, "rule": self.rule, "title": self.title, "category": self.category,
+                      "severity": self.severity, "evidence": self.evidence, "gain": self.gain,
+                      "snippet": self.snippet, "verify_hint": self.verify_hint, "can_verify": self.can_verify,
+                      "status": self.status, "result": result})
+
+    def __str__(self) -> str:
+        ev = ", ".join(f"{k}={_fmt(v)}" for k, v in self.evidence.items())
+        s = f"[{self.category}] {self.title}\n  evidence: {ev}\n  gain: {self.gain}\n  verify: {self.verify_hint}"
+        if self.result is not None:
+            s += f"\n  {self.result}"
+        return s + "\n" + "\n".join("    " + line for line in self.snippet.splitlines())
+
+    def _repr_markdown_(self) -> str:
+        ev = "".join(f"\n- {k}: `{_fmt(v)}`" for k, v in self.evidence.items())
+        res = f"\n\n**{self.status}**: {self.result}" if self.result is not None else ""
+        return f"**{self.title}** ({self.category})\n\nEvidence:{ev}\n\nGain: {self.gain}{res}\n\n```python\n{self.snippet}\n```"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,207 @@
+"""Reversible changes a suggestion can try: each applies itself and hands back an ``undo``.
+
+A :class:`Variant` is what verification runs against the baseline: ``enter`` changes
+global flags, the model or the optimizer in place (and returns the function that puts
+them back), ``step_context`` wraps every step (autocast), ``make_data`` builds the
+variant's own data source from the user's (a DataLoader with workers), and
+``work_scale`` says how much more work one step does (a doubled batch) so speed is
+compared per sample.  The same helpers back ``OptimalSettings.apply``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager, Iterable, Iterator
+
+import torch
+from torch import nn
+
+Undo = Callable[[], None]
+
+
+@dataclass
+class VerifyContext:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer | None
+    data: Any
+
+
+@dataclass
+class Variant:
+    name: str
+    enter: Callable[[VerifyContext], Undo] | None = None
+    step_context: Callable[[], ContextManager[Any]] | None = None
+    make_data: Callable[[Any], Any] | None = None
+    work_scale: float = 1.0
+    min_warmup: int = 1
+
+    @contextlib.contextmanager
+    def applied(self, ctx: VerifyContext) -> Iterator[None]:
+        undo = self.enter(ctx) if self.enter is not None else None
+        try:
+            yield
+        finally:
+            if undo is not None:
+                undo()
+
+
+# -- flags ----------------------------------------------------------------------------------
+def set_tf32(on: bool) -> Undo:
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+    def undo() -> None:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+    return undo
+
+
+def set_cudnn_benchmark(on: bool) -> Undo:
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = on
+    return lambda: setattr(torch.backends.cudnn, "benchmark", old)
+
+
+# -- model ----------------------------------------------------------------------------------
+def to_channels_last(model: nn.Module) -> Undo:
+    """NHWC weights in place (parameters keep their identity, so optimizers keep working)."""
+    model.to(memory_format=torch.channels_last)
+    return lambda: model.to(memory_format=torch.contiguous_format)
+
+
+def compile_in_place(model: nn.Module, **kwargs: Any) -> Undo:
+    """``nn.Module.compile`` (in place: the user's reference keeps pointing at the model)."""
+    model.compile(**kwargs)
+    return lambda: setattr(model, "_compiled_call_impl", None)
+
+
+def checkpoint_modules(modules: Iterable[nn.Module]) -> Undo:
+    """Activation checkpointing around each module's forward (non-reentrant torch.utils.checkpoint)."""
+    from torch.utils.checkpoint import checkpoint
+
+    done = []
+    for m in modules:
+        if "forward" in m.__dict__:
+            continue
+        m.forward = functools.partial(checkpoint, type(m).forward.__get__(m), use_reentrant=False)
+        done.append(m)
+
+    def undo() -> None:
+        for m in done:
+            m.__dict__.pop("forward", None)
+    return undo
+
+
+# -- optimizer ------------------------------------------------------------------------------
+def set_optimizer_impl(optimizer: torch.optim.Optimizer, impl: str) -> Undo:
+    """Switch an optimizer to ``fused`` or ``foreach`` kernels (param group flags), reversibly."""
+    if impl not in ("fused", "foreach"):
+        raise ValueError(f"impl must be 'fused' or 'foreach', got {impl!r}")
+    keys = ("fused", "foreach")
+    old = [{k: g[k] for k in keys if k in g} for g in optimizer.param_groups]
+    for g in optimizer.param_groups:
+        if impl == "fused" and "fused" not in g:
+            raise ValueError(f"{type(optimizer).__name__} has no fused implementation")
+        if "fused" in g:
+            g["fused"] = impl == "fused"
+        g["foreach"] = impl == "foreach"
+
+    def undo() -> None:
+        for g, saved in zip(optimizer.param_groups, old):
+            for k in keys:
+                if k in saved:
+                    g[k] = saved[k]
+                else:
+                    g.pop(k, None)
+    return undo
+
+
+def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float) -> Undo:
+    """Clip the optimizer's gradients to ``max_norm`` right before every step (a pre-step hook)."""
+    def hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return optimizer.register_step_pre_hook(hook).remove
+
+
+def scale_lr(optimizer: torch.optim.Optimizer, factor: float) -> Undo:
+    old = [g["lr"] for g in optimizer.param_groups]
+    for g in optimizer.param_groups:
+        g["lr"] = g["lr"] * factor
+
+    def undo() -> None:
+        for g, lr in zip(optimizer.param_groups, old):
+            g["lr"] = lr
+    return undo
+
+
+# -- data -----------------------------------------------------------------------------------
+def loader_with(loader: Any, **changes: Any) -> Any:
+    """The same DataLoader (dataset, sampler, collate) with other settings (workers, batch size)."""
+    from torch.utils.data import DataLoader
+
+    if not isinstance(loader, DataLoader):
+        raise TypeError(f"expected a torch DataLoader, got {type(loader).__qualname__}")
+    batch_size = changes.pop("batch_size", None)
+    kw: dict[str, Any] = dict(collate_fn=loader.collate_fn, num_workers=loader.num_workers,
+                              pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn,
+                              timeout=loader.timeout, multiprocessing_context=loader.multiprocessing_context,
+                              generator=loader.generator, persistent_workers=loader.persistent_workers)
+    if loader.num_workers > 0:
+        kw["prefetch_factor"] = loader.prefetch_factor
+    kw.update(changes)
+    if kw.get("num_workers", 0) == 0:
+        kw.pop("prefetch_factor", None)
+        kw["persistent_workers"] = False
+    if batch_size is None:
+        return DataLoader(loader.dataset, batch_sampler=loader.batch_sampler, **kw)
+    return DataLoader(loader.dataset, batch_size=batch_size, sampler=loader.sampler, drop_last=loader.drop_last, **kw)
+
+
+class Prefetcher:
+    """Iterate ``iterable`` in a background thread, ``depth`` items ahead (for any iterable
+    whose items are slow to produce: I/O, decoding, sleeping in tests)."""
+
+    def __init__(self, iterable: Iterable[Any], depth: int = 4) -> None:
+        self.iterable, self.depth = iterable, depth
+
+    def __iter__(self) -> Iterator[Any]:
+        q: queue.Queue = queue.Queue(self.depth)
+        end = object()
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                for item in self.iterable:
+                    while not stop.is_set():
+                        try:
+                            q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            finally:
+                q.put(end) if not stop.is_set() else None
+
+        threading.Thread(target=work, daemon=True).start()
+        try:
+            while (item := q.get()) is not end:
+                yield item
+        finally:
+            stop.set()
+
+
+def faster_loading(num_workers: int, pin_memory: bool) -> Callable[[Any], Any]:
+    """make_data for the data-loader rule: worker processes for a DataLoader, a prefetch thread otherwise."""
+    def make(data: Any) -> Any:
+        from torch.utils.data import DataLoader
+
+        if isinstance(data, DataLoader):
+            return loader_with(data, num_workers=num_workers, pin_memory=pin_memory,
+                               persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None)
+        return Prefetcher(data, depth=max(2, 2 * num_workers))
+    return make
