@@ -8,6 +8,7 @@ Screenshots go to ``test-artifacts/`` at the repository root.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import secrets
@@ -341,26 +342,41 @@ def acceptable_colors(value: float, vmin: float, vmax: float, log: bool) -> list
 
 def check_pixels(page: Any, values: np.ndarray, stat_index: int, log: bool,
                  marked: set[tuple[int, int]], cells: list[tuple[int, int]] | None = None) -> int:
-    """Every unmarked cell's centre (or those of ``cells``) has the colour Python computes;
-    returns how many cells were checked."""
-    st = widget_state(page)
-    canvas = st["canvas"]
-    assert canvas["agg"] == "1", "this check is for the un-aggregated layout"
+    """Every drawn cell's centre (or those holding the data cells ``cells``) has the colour
+    Python computes with ``color_for``; cells holding a ``marked`` (row, col) are skipped.
+
+    When columns are aggregated (``data-agg`` > 1) a drawn cell shows the max of the
+    non-NaN values of its columns (NaN when none). Returns how many cells were checked.
+    """
+    canvas = widget_state(page)["canvas"]
     vals = values[stat_index]
+    n_cols = vals.shape[1]
     vmin, vmax = colors.value_range(vals, log)
     assert np.float32(float(canvas["vmin"])) == np.float32(vmin), (canvas["vmin"], vmin)
     assert np.float32(float(canvas["vmax"])) == np.float32(vmax), (canvas["vmax"], vmax)
-    if cells is None:
-        cells = [(r, c) for r in range(vals.shape[0]) for c in range(vals.shape[1])]
-    cells = [rc for rc in cells if rc not in marked]
-    pixels = read_pixels(page, [cell_center(canvas, r, c) for r, c in cells])
+    agg, col0 = int(canvas.get("agg", "1")), int(canvas.get("col0", "0"))
+    end = col0 + int(canvas.get("visible", str(n_cols)))
+    first_cols = range(col0, end, agg)
+    if cells is not None:  # the drawn cells that hold them
+        wanted = {(r, col0 + (c - col0) // agg * agg) for r, c in cells}
+        todo = sorted(wanted)
+    else:
+        todo = [(r, c) for r in range(vals.shape[0]) for c in first_cols]
+    bad_bins = {(r, col0 + (c - col0) // agg * agg) for r, c in marked}
+    todo = [rc for rc in todo if rc not in bad_bins]
+    pixels = read_pixels(page, [cell_center(canvas, r, c) for r, c in todo])
     bad = []
-    for (r, c), px in zip(cells, pixels):
-        ok = acceptable_colors(float(vals[r, c]), vmin, vmax, log)
+    for (r, c), px in zip(todo, pixels):
+        block = vals[r, c:min(end, c + agg)]
+        block = block[~np.isnan(block)]
+        v = float(block.max()) if block.size else math.nan
+        if v == -math.inf:
+            v = math.nan
+        ok = acceptable_colors(v, vmin, vmax, log)
         if tuple(px[:3]) not in ok or px[3] != 255:
-            bad.append(((r, c), float(vals[r, c]), px, colors.color_for(float(vals[r, c]), vmin, vmax, log)))
+            bad.append(((r, c), v, px, colors.color_for(v, vmin, vmax, log)))
     assert not bad, f"{len(bad)} cells with wrong colours, e.g. {bad[:5]}"
-    return len(cells)
+    return len(todo)
 
 
 def check_marks(page: Any, marked: set[tuple[int, int]]) -> None:

@@ -268,6 +268,12 @@ def test_big_heatmap_stays_responsive(page: Any, lab: Any, nb: Any, hm: Any) -> 
     assert "non-finite values: 1" in text and "block25.layer" in text and "(max of" in text, text
     page.mouse.move(0, 0)
     nb.screenshot(page.locator(ROOT), "heatmap_big_2000x5000.png")
+    rng = np.random.default_rng(1)  # the notebook's values, regenerated
+    norm = np.exp(rng.normal(-3, 2, size=(2000, 5000))).astype(np.float32)
+    values = np.stack([norm, np.zeros_like(norm)])
+    values[1, 100, 2500] = 1
+    sample = [(r, c) for r in range(0, 2000, 53) for c in range(0, 5000, 41)]
+    assert hm.check_pixels(page, values, 0, True, {(100, 2500)}, cells=sample) > 1000  # max per bin
 
     # zoom: drag across ~240 steps around step 2500 -> one column per step, exact values
     canvas = hm.widget_state(page)["canvas"]
@@ -283,10 +289,6 @@ def test_big_heatmap_stays_responsive(page: Any, lab: Any, nb: Any, hm: Any) -> 
     st = hm.widget_state(page)
     col0, nvis = int(st["canvas"]["col0"]), int(st["canvas"]["visible"])
     assert st["canvas"]["agg"] == "1" and col0 <= 2400 and col0 + nvis >= 2600, st["canvas"]
-    rng = np.random.default_rng(1)  # the notebook's values, regenerated
-    norm = np.exp(rng.normal(-3, 2, size=(2000, 5000))).astype(np.float32)
-    values = np.stack([norm, np.zeros_like(norm)])
-    values[1, 100, 2500] = 1
     sample = [(r, c) for r in range(0, 2000, 37) for c in range(col0, col0 + nvis, 7)]
     assert hm.check_pixels(page, values, 0, True, {(100, 2500)}, cells=sample) > 1000
     hm.check_marks(page, {(100, 2500)})
