@@ -209,8 +209,6 @@ def page(browser: Any, lab: Lab) -> Iterator[Any]:
 class NotebookDriver:
     """Drives one notebook in JupyterLab the way a user would (plus reading the DOM)."""
 
-    CELLS = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell"
-
     def __init__(self, page: Any, lab: Lab) -> None:
         self.page = page
         self.lab = lab
@@ -237,9 +235,11 @@ class NotebookDriver:
 
     def prompts(self) -> list[str]:
         """Input prompts of the code cells, e.g. ['[1]:', '[*]:', '[ ]:']."""
+        # from the cell widgets, not the DOM: windowed notebooks may detach offscreen cells
         return self.page.evaluate(
-            f"""() => Array.from(document.querySelectorAll('{self.CELLS} .jp-InputPrompt'))
-                 .map(e => e.textContent.trim())"""
+            """() => window.jupyterapp.shell.currentWidget.content.widgets
+                 .filter(c => c.model.type === 'code')
+                 .map(c => (c.promptNode ? c.promptNode.textContent : '').trim())"""
         )
 
     def wait_done(self, n: int | None = None, timeout: float = 120) -> None:
@@ -256,8 +256,9 @@ class NotebookDriver:
 
     def output_text(self, idx: int) -> str:
         return self.page.evaluate(
-            f"""() => {{ const c = document.querySelectorAll('{self.CELLS}')[{idx}];
-                  return Array.from(c.querySelectorAll('.jp-OutputArea-output'))
+            f"""() => {{ const c = window.jupyterapp.shell.currentWidget.content.widgets
+                    .filter(c => c.model.type === 'code')[{idx}];
+                  return Array.from(c.node.querySelectorAll('.jp-OutputArea-output'))
                     .map(e => e.textContent).join(''); }}"""
         )
 
@@ -273,7 +274,9 @@ class NotebookDriver:
         before = len(self.prompts())
         page.keyboard.press("Escape")
         page.keyboard.press("b")
-        page.wait_for_function(f"() => document.querySelectorAll('{self.CELLS}').length > {before}")
+        page.wait_for_function(
+            "() => window.jupyterapp.shell.currentWidget.content.widgets"
+            f".filter(c => c.model.type === 'code').length > {before}")
         page.keyboard.press("Enter")
         page.keyboard.insert_text(code)
         page.keyboard.press("Shift+Enter")
