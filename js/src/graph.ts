@@ -1,0 +1,11 @@
+// dsnotebook graph panel (placeholder while it is being written).
+import type { Render } from "@anywidget/types";
+
+const render: Render = ({ el }) => {
+  const d = document.createElement("div");
+  d.className = "dsn-graph";
+  d.textContent = "dsnotebook graph panel";
+  el.appendChild(d);
+};
+
+export default { render };

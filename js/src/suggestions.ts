@@ -1,0 +1,11 @@
+// dsnotebook suggestions panel (placeholder while it is being written).
+import type { Render } from "@anywidget/types";
+
+const render: Render = ({ el }) => {
+  const d = document.createElement("div");
+  d.className = "dsn-suggestions";
+  d.textContent = "dsnotebook suggestions panel";
+  el.appendChild(d);
+};
+
+export default { render };
