@@ -7,8 +7,8 @@ plain loop and the loop under a tracer, and the ratio of each adjacent pair is t
 (interleaving cancels drift on a shared, noisy machine); medians and interquartile ranges
 are printed.  Every tracer records gradient statistics every step (the always-on part),
 so "grads only" is the reference the other rows add to.  Graph capture happens once per
-tracer, on its first forward: it is measured as the time of that first training step
-with and without capture, in interleaved pairs of fresh tracers.
+tracer, on its first forward: it is measured as one training step with a GraphRecorder
+capturing its forward against the same step without, in interleaved pairs.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from dsnotebook import ModelTracer
 from dsnotebook.examples import DigitsCNN, DigitsTransformer, load_digits_tensors
+from dsnotebook.graph import GraphRecorder
 
 VARIANTS = [
     ("grads only", {}),
@@ -64,23 +65,28 @@ def measure(model, opt, xb, yb, kwargs: dict, pairs: int, steps: int) -> tuple[f
 
 
 def measure_capture(model, opt, xb, yb, pairs: int) -> tuple[float, float, tuple, int]:
-    first, ratios, nodes = {}, [], 0
+    """One training step with a GraphRecorder capturing its forward vs the same step without."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    ratios, nodes = [], 0
     for i in range(pairs):
+        t = {}
         for capture in ((False, True) if i % 2 == 0 else (True, False)):
-            tracer = ModelTracer(model, opt, capture_graph=capture, keep=16)
-            with tracer:
-                first[capture] = _block(model, opt, xb, yb, 1)
-            if capture:
-                nodes = len(tracer.run.graph["nodes"])
-        ratios.append(first[True] / first[False])
-    med = statistics.median(ratios)
-    return 1e3 * first[False], 1e3 * first[False] * med, _summary(ratios), nodes
+            rec = GraphRecorder(model).start() if capture else None
+            t[capture] = _block(model, opt, xb, yb, 1)
+            if rec is not None:
+                nodes = len(rec.result["nodes"])
+                rec.stop()
+            times[capture].append(t[capture])
+        ratios.append(t[True] / t[False])
+    plain = statistics.median(times[False])
+    return 1e3 * plain, 1e3 * plain * statistics.median(ratios), _summary(ratios), nodes
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--pairs", type=int, default=15)
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--capture-only", action="store_true", help="only the graph capture rows")
     args = ap.parse_args()
     torch.manual_seed(0)
     x, y, _, _ = load_digits_tensors()
@@ -91,7 +97,7 @@ def main() -> None:
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         xb, yb = x[:batch], y[:batch]
         _block(model, opt, xb, yb, 10)
-        for label, kwargs in VARIANTS:
+        for label, kwargs in ([] if args.capture_only else VARIANTS):
             plain, traced, (med, lo, hi) = measure(model, opt, xb, yb, kwargs, args.pairs, args.steps)
             print(f"{name:<13}{label:<24}{plain:>9.2f}{traced:>10.2f}{med:>9.1f}%  [{lo:+.1f}%, {hi:+.1f}%]")
         plain, traced, (med, lo, hi), nodes = measure_capture(model, opt, xb, yb, 2 * args.pairs)
