@@ -79,6 +79,7 @@ class _StepState:
     comm0: tuple[float, int, int] = (0.0, 0, 0)
     comm1: tuple[float, int, int] | None = None
     grad_rows: list[dict[str, Any]] = field(default_factory=list)
+    act: dict[str, int] = field(default_factory=dict)  # saved-for-backward bytes per module
     saw_forward: bool = False
 
 
@@ -161,6 +162,8 @@ class StepProfiler:
         if cur is None or cur.step != step:
             return
         cur.bwd_done = self._clock.mark()
+        if self._meter is not None:
+            cur.act = dict(self._meter.by_module)
         cur.comm1 = profile_comm.totals()
         model = self._model_ref()
         if model is not None:
@@ -322,9 +325,8 @@ class StepProfiler:
             self._clock.sync()
             self.run.add_records("timings", self._timing_rows(st))
             mem = list(st.grad_rows)
-            if self._meter is not None and not self.compiled:
-                mem += [{"step": st.step, "module": m, "kind": "activations", "bytes": int(b)}
-                        for m, b in self._meter.by_module.items()]
+            mem += [{"step": st.step, "module": m, "kind": "activations", "bytes": int(b)}
+                    for m, b in st.act.items()]
             mem += device_rows(st.step, self._device)
             self.run.add_records("memory", mem)
         except Exception as exc:

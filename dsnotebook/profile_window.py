@@ -13,6 +13,9 @@ the module whose forward op has the same autograd sequence number; ops under
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import weakref
 from collections import defaultdict
 from typing import Any, Callable
@@ -103,18 +106,22 @@ class ProfileWindow:
             self.rows = aggregate(prof.events())
             if self.run is not None:
                 self.run.add_records("profile", self.rows)
-            if self.trace_path:
-                prof.export_chrome_trace(str(self.trace_path))
+            # kineto writes a trace once: keep it in a file and copy it on export
+            if not self.trace_path:
+                fd, self.trace_path = tempfile.mkstemp(prefix="dsnotebook-trace-", suffix=".json")
+                os.close(fd)
+            prof.export_chrome_trace(str(self.trace_path))
         finally:
             if self._on_done is not None:
                 self._on_done(self)
 
     def export_chrome_trace(self, path: str) -> str:
         """Write the window as a Chrome/Perfetto trace (open in ui.perfetto.dev or chrome://tracing)."""
-        if self.prof is None or not self.rows:
+        if not self.trace_path or not os.path.exists(self.trace_path) or not self.rows:
             raise RuntimeError("the profiler window has not finished yet: run more training steps "
                                f"(needs {self.wait + self.warmup + self.active}, saw {self._steps})")
-        self.prof.export_chrome_trace(str(path))
+        if os.path.abspath(path) != os.path.abspath(self.trace_path):
+            shutil.copyfile(self.trace_path, path)
         return str(path)
 
     def to_dataframe(self) -> Any:
