@@ -97,6 +97,10 @@ class HeatmapWidget(anywidget.AnyWidget):
     mark_color = traitlets.List(traitlets.Int(), list(colors.MARK_RGB)).tag(sync=True)
     snapshot = traitlets.Bytes(b"").tag(sync=True)
     snapshot_meta = traitlets.Dict().tag(sync=True)
+    #: linked selection: module of the row clicked in the browser ("" = none), and the
+    #: step of the cell clicked (-1 = none); settable from Python (outlines those rows)
+    selected_module = traitlets.Unicode("").tag(sync=True)
+    selected_step = traitlets.Int(-1).tag(sync=True)
 
     #: at most one send per this many seconds (append/drop/status)
     MIN_INTERVAL = 0.1

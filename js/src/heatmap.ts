@@ -47,6 +47,8 @@ interface Model {
   mark_color: number[];
   snapshot: DataView;
   snapshot_meta: SnapshotMeta;
+  selected_module?: string;
+  selected_step?: number;
 }
 interface DeltaMsg {
   type: string;
@@ -269,6 +271,12 @@ const CSS = `
 .dsn-zoom-box { position: absolute; display: none; pointer-events: none; z-index: 5;
   background: rgba(90, 150, 255, .18); border: 1px solid rgba(90, 150, 255, .8); }
 .dsn-tooltip .dsn-tt-mark { color: rgb(220, 30, 30); font-weight: 600; }
+.dsn-heatmap-scroll { position: relative; }
+.dsn-heatmap-selection { position: absolute; display: none; pointer-events: none; box-sizing: border-box;
+  border: 2px solid var(--jp-brand-color1, #1976d2); border-radius: 2px;
+  box-shadow: 0 0 0 1px rgba(255, 255, 255, .7); }
+.dsn-heatmap-step-mark { position: absolute; display: none; pointer-events: none; box-sizing: border-box;
+  border-left: 1px dashed var(--jp-brand-color1, #1976d2); border-right: 1px dashed var(--jp-brand-color1, #1976d2); }
 `;
 
 const LABEL_FONT = "11px var(--jp-ui-font-family, system-ui, sans-serif)";
@@ -699,6 +707,7 @@ export default () => {
       canvas.dataset.dpr = String(dpr);
       canvas.dataset.log = String(log);
       if (hover) showTooltip(hover.x, hover.y);
+      placeSelection();
       const tEnd = performance.now();
       canvas.setAttribute(
         "aria-label",
@@ -949,6 +958,82 @@ export default () => {
       schedule();
     };
 
+    // linked selection: a click on a cell (or a row label) selects its module (and the
+    // cell's step); Python links `selected_module` / `selected_step` to other panels
+    const selBox = el("div", "dsn-heatmap-selection");
+    const stepMark = el("div", "dsn-heatmap-step-mark");
+    scroll.append(selBox, stepMark);
+    let clickFrom: { x: number; y: number } | null = null;
+    const placeSelection = (reveal = false) => {
+      const g = geom;
+      const mod = model.get("selected_module") || "";
+      const stepSel = model.get("selected_step");
+      const rs = rows();
+      let r0 = -1;
+      let r1 = -1;
+      for (let r = 0; r < rs.length; r++) {
+        if (mod && rs[r].module === mod) {
+          if (r0 < 0) r0 = r;
+          r1 = r;
+        }
+      }
+      root.dataset.selectedModule = mod;
+      root.dataset.selectedStep = String(stepSel ?? -1);
+      root.dataset.selectedRows = r0 >= 0 ? `${r0}-${r1}` : "";
+      if (!g || r0 < 0) selBox.style.display = "none";
+      else {
+        selBox.style.display = "block";
+        selBox.style.left = "0px";
+        selBox.style.top = `${g.y0 + r0 * g.cellH - 1}px`;
+        selBox.style.width = `${g.x0 + g.nBins * g.cellW + 2}px`;
+        selBox.style.height = `${(r1 - r0 + 1) * g.cellH + 2}px`;
+        if (reveal) {
+          const top = g.y0 + r0 * g.cellH;
+          const bottom = g.y0 + (r1 + 1) * g.cellH;
+          if (top < scroll.scrollTop || bottom > scroll.scrollTop + scroll.clientHeight) {
+            scroll.scrollTop = Math.max(0, top - 20);
+          }
+        }
+      }
+      const c = stepSel !== undefined && stepSel >= 0 ? store.steps.indexOf(stepSel) : -1;
+      if (!g || c < g.col0 || c >= g.col0 + g.nVis) stepMark.style.display = "none";
+      else {
+        const b = Math.floor((c - g.col0) / g.agg);
+        stepMark.style.display = "block";
+        stepMark.style.left = `${g.x0 + b * g.cellW - 1}px`;
+        stepMark.style.top = `${g.y0}px`;
+        stepMark.style.width = `${Math.max(2, g.cellW) + 2}px`;
+        stepMark.style.height = `${store.nRows * g.cellH}px`;
+      }
+    };
+    const onClickDown = (ev: MouseEvent) => {
+      clickFrom = { x: ev.clientX, y: ev.clientY };
+    };
+    const onClick = (ev: MouseEvent) => {
+      const g = geom;
+      const from = clickFrom;
+      clickFrom = null;
+      if (!g || !from || Math.abs(ev.clientX - from.x) + Math.abs(ev.clientY - from.y) > 4) return; // a drag
+      const rect = canvas.getBoundingClientRect();
+      const x = ev.clientX - rect.left;
+      const y = ev.clientY - rect.top;
+      const r = Math.floor((y - g.y0) / g.cellH);
+      const row = rows()[r];
+      if (!row) return;
+      model.set("selected_module", row.module);
+      const b = Math.floor((x - g.x0) / g.cellW);
+      if (x >= g.x0 && b >= 0 && b < g.nBins) {
+        const c = g.col0 + b * g.agg;
+        if (c < store.nCols) model.set("selected_step", store.steps[c]);
+      }
+      model.save_changes();
+    };
+    const onSelection = () => placeSelection(true);
+    canvas.addEventListener("mousedown", onClickDown);
+    canvas.addEventListener("click", onClick);
+    model.on("change:selected_module", onSelection);
+    model.on("change:selected_step", onSelection);
+
     canvas.addEventListener("mousemove", onMove);
     canvas.addEventListener("mousedown", onDown);
     canvas.addEventListener("dblclick", resetZoom);
@@ -986,6 +1071,10 @@ export default () => {
         cancelAnimationFrame(frame);
         clearTimeout(frame);
       }
+      canvas.removeEventListener("mousedown", onClickDown);
+      canvas.removeEventListener("click", onClick);
+      model.off("change:selected_module", onSelection);
+      model.off("change:selected_step", onSelection);
       canvas.removeEventListener("mousemove", onMove);
       canvas.removeEventListener("mousedown", onDown);
       canvas.removeEventListener("dblclick", resetZoom);
