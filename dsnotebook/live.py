@@ -44,9 +44,9 @@ class LiveHeatmap:
         self.pushes = 0
 
     def display(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
+        # The widget's own display() keeps a display id, so the saved text/plain output can
+        # be replaced by the final summary in close().
+        self.widget.display()
 
     def set_status(self, text: str) -> None:
         self.widget.set_status(text)
@@ -87,3 +87,4 @@ class LiveHeatmap:
         steps = self.run.steps
         self.widget.set_status(f"{status} - {len(steps)} steps shown" + (f", last step {steps[-1]}" if steps else ""))
         self.widget.flush()
+        self.widget.update_display()
