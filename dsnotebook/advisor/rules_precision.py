@@ -71,7 +71,7 @@ def channels_last(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggesti
     s = ctx.settings(run)
     n_conv = measures.conv_weights(run)
     cc = hw.compute_capability or (0, 0)
-    if hw.device != "cuda" or cc < (7, 0) or n_conv == 0 or s.get("channels_last"):
+    if hw.device != "cuda" or cc < (7, 0) or n_conv == 0 or s.get("channels_last") is not False:
         return None
     times = measures.module_times(run)
     conv_names = {t["module"] for t in run.tensors if t.get("tensor") == "weight" and len(t.get("shape", ())) == 4}
