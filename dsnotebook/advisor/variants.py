@@ -197,6 +197,8 @@ class Prefetcher:
 
 def faster_loading(num_workers: int, pin_memory: bool) -> Callable[[Any], Any]:
     """make_data for the data-loader rule: worker processes for a DataLoader, a prefetch thread otherwise."""
+    pin_memory = pin_memory and torch.cuda.is_available()  # advice made for a GPU, verified here
+
     def make(data: Any) -> Any:
         from torch.utils.data import DataLoader
 
