@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -198,6 +199,7 @@ class Prefetcher:
 def faster_loading(num_workers: int, pin_memory: bool) -> Callable[[Any], Any]:
     """make_data for the data-loader rule: worker processes for a DataLoader, a prefetch thread otherwise."""
     pin_memory = pin_memory and torch.cuda.is_available()  # advice made for a GPU, verified here
+    num_workers = min(num_workers, max(2, os.cpu_count() or 1))  # verified on this machine's cores
 
     def make(data: Any) -> Any:
         from torch.utils.data import DataLoader
