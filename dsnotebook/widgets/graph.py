@@ -1,0 +1,150 @@
+"""Dataflow graph panel (anywidget): the model as a layered graph, nodes coloured by a statistic.
+
+Traits (kernel <-> browser):
+
+* ``graph``: ``{"nodes": [...], "edges": [...], "model", "message"}`` as captured by
+  :mod:`dsnotebook.graph` (only the fields the panel draws are kept). Sent once; the
+  browser lays it out once per set of expanded groups (dagre) and only recolours after.
+* ``rows``: ``[{"id": node id}]``, the nodes that have per-step values, and ``stats``:
+  ``[{"key", "label", "log"}]``; the values travel on the heatmap's protocol
+  (:mod:`._series`): custom ``append``/``drop`` messages with one float32 buffer
+  ``[stat, col, row]`` and the ``snapshot``/``snapshot_meta`` traits.
+* ``stat`` (statistic shown), ``step`` (-1 = latest; otherwise the latest column at or
+  before it), ``selected_module`` (a module path, linked with the other panels),
+  ``selected_node`` (the node id clicked), ``events`` (``[{"step", "kind", "module",
+  "detail", "node"}]``), ``status``, ``title``, ``max_visible`` (groups start collapsed
+  until at most this many boxes are visible), the colour ``lut``/``nan_color``/``mark_color``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import anywidget
+import numpy as np
+import traitlets
+
+from . import colors
+from ._series import SeriesChannel, load_esm
+
+__all__ = ["GraphWidget", "GRAPH_STATS", "node_of_event_module", "slim_graph"]
+
+GRAPH_STATS: list[dict[str, Any]] = [
+    {"key": "absmax", "label": "activation abs-max", "log": True},
+    {"key": "std", "label": "activation std", "log": True},
+    {"key": "mean", "label": "activation mean", "log": False},
+    {"key": "zero_frac", "label": "zero fraction", "log": False},
+    {"key": "dead_frac", "label": "dead units (fraction)", "log": False},
+    {"key": "nonfinite", "label": "non-finite count", "log": False},
+    {"key": "grad_norm", "label": "grad norm (parameters)", "log": True},
+]
+
+_NODE_KEYS = ("id", "kind", "label", "name", "type", "params", "call", "parent", "leaf", "shapes", "param_inputs")
+_EDGE_KEYS = ("source", "target", "shape", "dtype")
+_CALL = re.compile(r"^(.*) \(call (\d+)\)$")
+
+
+def node_of_event_module(module: str | None) -> str:
+    """The graph node id of an event's module ("fc1" -> "fc1#0", "blk (call 2)" -> "blk#1")."""
+    if not module:
+        return ""
+    m = _CALL.match(module)
+    return f"{m.group(1)}#{int(m.group(2)) - 1}" if m else f"{module}#0"
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return str(v)
+
+
+def slim_graph(graph: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields the panel draws, as plain JSON (names stay text: the browser never parses them)."""
+    if not graph:
+        return {"nodes": [], "edges": [], "model": "", "message": None}
+    nodes = [{k: _plain(n.get(k)) for k in _NODE_KEYS} for n in graph.get("nodes", [])]
+    for n in nodes:
+        n["id"], n["label"], n["name"] = str(n["id"]), str(n["label"] or ""), str(n["name"] or "")
+    edges = [{k: _plain(e.get(k)) for k in _EDGE_KEYS} for e in graph.get("edges", [])]
+    return {"nodes": nodes, "edges": edges, "model": str(graph.get("model") or ""),
+            "message": graph.get("message")}
+
+
+class GraphWidget(anywidget.AnyWidget):
+    """Dataflow graph of one forward pass; per-step node values appended live."""
+
+    _esm = load_esm("graph")
+
+    graph = traitlets.Dict().tag(sync=True)
+    rows = traitlets.List(traitlets.Dict()).tag(sync=True)
+    stats = traitlets.List(traitlets.Dict()).tag(sync=True)
+    stat = traitlets.Unicode("").tag(sync=True)
+    step = traitlets.Int(-1).tag(sync=True)
+    selected_module = traitlets.Unicode("").tag(sync=True)
+    selected_node = traitlets.Unicode("").tag(sync=True)
+    events = traitlets.List(traitlets.Dict()).tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+    title = traitlets.Unicode("dataflow graph").tag(sync=True)
+    max_visible = traitlets.Int(160).tag(sync=True)
+    lut = traitlets.Bytes(colors.LUT_BYTES).tag(sync=True)
+    nan_color = traitlets.List(traitlets.Int(), list(colors.NAN_RGB)).tag(sync=True)
+    mark_color = traitlets.List(traitlets.Int(), list(colors.MARK_RGB)).tag(sync=True)
+    snapshot = traitlets.Bytes(b"").tag(sync=True)
+    snapshot_meta = traitlets.Dict().tag(sync=True)
+
+    def __init__(self, graph: dict[str, Any] | None = None, stats: Sequence[dict[str, Any]] | None = None,
+                 rows: Sequence[str] | None = None, **kwargs: Any) -> None:
+        stats = [dict(s) for s in (GRAPH_STATS if stats is None else stats)]
+        for s in stats:
+            s.setdefault("label", s["key"])
+            s["log"] = bool(s.get("log", False))
+        g = slim_graph(graph)
+        ids = list(rows) if rows is not None else [n["id"] for n in g["nodes"] if n["kind"] == "module"]
+        kwargs.setdefault("stat", stats[0]["key"] if stats else "")
+        self._channel = SeriesChannel(self, len(stats), len(ids))
+        super().__init__(graph=g, stats=stats, rows=[{"id": str(i)} for i in ids], **kwargs)
+        self._channel.flush()
+
+    # -- data ------------------------------------------------------------------------------
+    @property
+    def row_ids(self) -> list[str]:
+        return [r["id"] for r in self.rows]
+
+    @property
+    def steps(self) -> list[int]:
+        return self._channel.steps
+
+    def set_graph(self, graph: dict[str, Any] | None, rows: Sequence[str] | None = None) -> None:
+        """A new graph: columns are forgotten (the rows are its module nodes unless given)."""
+        g = slim_graph(graph)
+        ids = list(rows) if rows is not None else [n["id"] for n in g["nodes"] if n["kind"] == "module"]
+        with self.hold_sync():
+            self._channel.reset(len(self.stats), len(ids))
+            self.graph = g
+            self.rows = [{"id": str(i)} for i in ids]
+
+    def append(self, steps: Sequence[int], values: np.ndarray) -> None:
+        """Add columns: ``values`` is ``[n_stats, n_rows, len(steps)]`` (NaN = no value)."""
+        self._channel.append(steps, values)
+
+    def drop(self, steps: Sequence[int]) -> None:
+        self._channel.drop(steps)
+
+    def values(self) -> np.ndarray:
+        return self._channel.values()
+
+    def flush(self) -> None:
+        self._channel.flush()
+
+    def set_events(self, events: Sequence[dict[str, Any]]) -> None:
+        self.events = [{"step": e.get("step"), "kind": str(e.get("kind", "")), "module": e.get("module"),
+                        "detail": str(e.get("detail", "")), "node": node_of_event_module(e.get("module"))}
+                       for e in events]
