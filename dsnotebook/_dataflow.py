@@ -65,17 +65,16 @@ class Dataflow:
         self.begin_step(step)
 
     def detach(self, step: int) -> None:
-        try:
-            if self.sampler is not None and self.sampler._rows:
-                self._collect_activations(step)
-        finally:
-            if self._graph is not None:
-                self._graph.stop()
-                self._graph = None
-            if self.sampler is not None:
-                self.sampler.disarm()
-            if self.locator is not None:
-                self.locator.disarm()
+        """Remove every module hook.  A forward seen after the last step boundary (an
+        evaluation pass, a step cut short by an error) belongs to no training step: dropped."""
+        if self._graph is not None:
+            self._graph.stop()
+            self._graph = None
+        if self.sampler is not None:
+            self.sampler.disarm()
+            self.sampler._rows = []
+        if self.locator is not None:
+            self.locator.disarm()
 
     def _graph_done(self, graph: dict[str, Any]) -> None:
         self.run.set_graph(graph)
