@@ -4,7 +4,7 @@ Performance measurements arrive on sampled steps only and as a handful of rows p
 module, so they are stored as lists of JSON-able dicts rather than numpy columns: a
 widget can send them as they are, ``json.dumps`` saves them, and pandas turns them into
 a frame on request.  Memory stays bounded: per-step tables keep the rows of at most
-``keep`` distinct steps (the oldest step goes first); suggestions are keyed by a stable
+``keep`` distinct steps (when full, the oldest quarter goes); suggestions are keyed by a stable
 ``id`` and replaced in place when a rule fires again or a verification finishes.
 """
 from __future__ import annotations
@@ -32,6 +32,7 @@ class RecordTables:
     def __init__(self, keep: int) -> None:
         self.keep = keep
         self.tables: dict[str, list[dict[str, Any]]] = {k: [] for k in RECORD_COLUMNS}
+        self._steps: dict[str, list[int]] = {}  # distinct steps per per-step table, ascending
 
     def add(self, table: str, rows: Iterable[dict[str, Any]]) -> list[int]:
         """Append rows; returns the steps they belong to (for listeners)."""
@@ -53,14 +54,15 @@ class RecordTables:
             return []
         dest.extend(rows)
         steps = sorted({r["step"] for r in rows if r.get("step") is not None})
-        self._bound(dest)
-        return steps
-
-    def _bound(self, dest: list[dict[str, Any]]) -> None:
-        steps = sorted({r["step"] for r in dest if r.get("step") is not None})
-        if len(steps) > self.keep:
-            cut = steps[len(steps) - self.keep]
+        known = self._steps.setdefault(table, [])
+        for st in steps:
+            if not known or st > known[-1]:
+                known.append(st)
+        if len(known) > self.keep:  # trim to 3/4 of keep, so that trimming is rare (amortised O(1))
+            cut = known[len(known) - (3 * self.keep) // 4]
+            known[:] = [st for st in known if st >= cut]
             dest[:] = [r for r in dest if r.get("step") is None or r["step"] >= cut]
+        return steps
 
     def frame(self, table: str) -> pd.DataFrame:
         return pd.DataFrame(self.tables[table], columns=RECORD_COLUMNS[table])
@@ -72,3 +74,5 @@ class RecordTables:
         for k, rows in (data or {}).items():
             if k in self.tables:
                 self.tables[k] = list(rows)
+                if k in PER_STEP:
+                    self._steps[k] = sorted({r["step"] for r in rows if r.get("step") is not None})

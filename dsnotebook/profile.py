@@ -276,7 +276,7 @@ class StepProfiler:
             cur = self._cur
             if cur is None or in_recompute():
                 return
-            ins = [t for _, t in flatten_tensors(args, limit=16) if t.requires_grad]
+            ins = _grad_tensors(args)
             self._open[name].append((self._clock.mark(), ins))
             if self._meter is not None:
                 self._meter.push(name)
@@ -298,11 +298,14 @@ class StepProfiler:
         return hook
 
     def _track_backward(self, cur: _StepState, name: str, module: nn.Module, ins: list[torch.Tensor], output: Any) -> None:
-        outs = [t for _, t in flatten_tensors(output, limit=16) if t.requires_grad]
+        # One plain tensor hook at each end (register_multi_grad_hook costs ~35 us per call): the
+        # first output's gradient starts the module's backward, the first input's (or, for a first
+        # layer, the first parameter's) gradient ends it -- the same autograd node computes them all.
+        outs = _grad_tensors(output)
         if not outs:
             return
-        ends = ins or [p for p in module.parameters() if p.requires_grad]
-        if not ends:
+        end = ins[0] if ins else next((p for p in module.parameters() if p.requires_grad), None)
+        if end is None:
             return
         call: list[Any] = [None]
 
@@ -315,9 +318,8 @@ class StepProfiler:
                 cur.bwd[name].append((call[0], self._clock.mark()))
                 call[0] = None
 
-        mgh = torch.autograd.graph.register_multi_grad_hook
-        self._hooks.add(mgh(outs, started, mode="any"))
-        self._hooks.add(mgh(ends, finished, mode="all"))
+        self._hooks.add(outs[0].register_hook(started))
+        self._hooks.add(end.register_hook(finished))
 
     # -- results ------------------------------------------------------------------------
     def _finalize(self, st: _StepState) -> None:
@@ -359,3 +361,11 @@ class StepProfiler:
                          "calls": int(n)})
         return rows
 
+
+def _grad_tensors(obj: Any) -> list[torch.Tensor]:
+    """Tensors that require grad in a module's inputs or outputs (fast path for one tensor)."""
+    if isinstance(obj, torch.Tensor):
+        return [obj] if obj.requires_grad else []
+    if isinstance(obj, tuple) and len(obj) == 1 and isinstance(obj[0], torch.Tensor):
+        return [obj[0]] if obj[0].requires_grad else []
+    return [t for _, t in flatten_tensors(obj, limit=16) if t.requires_grad]
