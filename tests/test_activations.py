@@ -249,3 +249,12 @@ def test_magic_options():
         assert all(not m._forward_hooks and not m._forward_pre_hooks for m in ip.user_ns["model"].modules())
     finally:
         ip.user_ns.clear()
+
+
+def test_bad_options_are_clear_errors():
+    model = nn.Linear(2, 2)
+    for bad in (0, -3, 1.5, True, "10"):
+        with pytest.raises(ValueError, match="activations_every"):
+            ModelTracer(model, activations_every=bad)
+    with pytest.raises(ValueError, match="nonfinite must be one of"):
+        ModelTracer(model, nonfinite="always")
