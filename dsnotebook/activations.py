@@ -32,8 +32,6 @@ from torch import nn
 
 from ._hooks import HookSet, first_float_tensor, hook_modules, in_recompute, internal, named_modules
 
-ACT_FIELDS = ("mean", "std", "absmax", "zero_frac", "nonfinite", "dead_units", "units")
-
 _CHANNEL_FIRST_3D = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
                      nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d, nn.GroupNorm)
 

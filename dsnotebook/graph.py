@@ -164,7 +164,7 @@ class GraphRecorder:
         return bool(self._stack) and self._stack[-1].has_children and len(self.nodes) < self.max_nodes
 
     # -- tensors ------------------------------------------------------------------------
-    def _source(self, t: torch.Tensor, consumer: str) -> tuple[str, int] | None:
+    def _source(self, t: torch.Tensor) -> tuple[str, int] | None:
         """(producer node id, tensor number) of ``t``; parameters/buffers have none."""
         src = self._producer.get(t)
         if src is not None:
@@ -220,7 +220,7 @@ class GraphRecorder:
                                       parent.node["id"] if parent else None, self._params.get(id(module), 0), call)
                 inputs = []
                 for _, t in flatten_tensors((args, kwargs)):
-                    src = self._source(t, node["id"])
+                    src = self._source(t)
                     if src is not None:
                         inputs.append((src[0], src[1], _meta(t)))
                 self._stack.append(_Frame(node, module, self._has_children.get(id(module), False), inputs))
@@ -274,7 +274,7 @@ class GraphRecorder:
             if id(t) in self._param_names and t not in self._producer:
                 node["param_inputs"].append(self._param_names[id(t)].replace("_orig_mod.", ""))
                 continue
-            src = self._source(t, node["id"])
+            src = self._source(t)
             if src is not None:
                 self._edge(src, node["id"], t)
         node["shapes"] = [list(t.shape) for t in outs]
@@ -382,8 +382,3 @@ class CompiledGraphCapture:
                                       type(eager_module(module)).__name__)
         self.on_done(self.result)
 
-
-def graph_tables(graph: dict[str, Any] | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    if not graph:
-        return [], []
-    return graph.get("nodes", []), graph.get("edges", [])

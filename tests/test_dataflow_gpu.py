@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from dsnotebook import ModelTracer
 from dsnotebook.examples import DigitsCNN
