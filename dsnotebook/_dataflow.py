@@ -8,6 +8,7 @@ hook).  Module hooks exist only between an arming ``begin_step`` and the next
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable
 
 import numpy as np
@@ -31,7 +32,8 @@ class Dataflow:
             raise ValueError(f"activations_every must be None or a positive integer, got {activations_every!r}")
         if nonfinite not in MODES:
             raise ValueError(f"nonfinite must be one of {MODES}, got {nonfinite!r}")
-        self.model, self.run, self._backend, self._copier, self._warn = model, run, backend, copier, warn
+        self._model = weakref.ref(model)  # like the tracer: never keep the user's model alive
+        self.run, self._backend, self._copier, self._warn = run, backend, copier, warn
         self.activations_every, self.nonfinite_mode, self.capture = activations_every, nonfinite, capture_graph
         self.compiled = is_compiled(model)
         self._graph: GraphRecorder | CompiledGraphCapture | None = None
@@ -59,9 +61,10 @@ class Dataflow:
 
     # -- lifecycle ----------------------------------------------------------------------
     def attach(self, step: int) -> None:
-        if self.capture and self.run.graph is None and self._graph is None:
+        model = self._model()
+        if self.capture and self.run.graph is None and self._graph is None and model is not None:
             cls = CompiledGraphCapture if self.compiled else GraphRecorder
-            self._graph = cls(self.model, self._graph_done).start()
+            self._graph = cls(model, self._graph_done).start()
         self.begin_step(step)
 
     def detach(self, step: int) -> None:

@@ -24,13 +24,14 @@ hook time from then on (pass ``copy_modules`` to copy from the first sampled ste
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._hooks import HookSet, first_float_tensor, hook_modules, in_recompute, internal, named_modules
+from ._hooks import HookSet, first_float_tensor, hook_modules, in_recompute, internal
 
 _CHANNEL_FIRST_3D = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
                      nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d, nn.GroupNorm)
@@ -64,13 +65,16 @@ class ActivationSampler:
     one device array plus a host-side decoder."""
 
     def __init__(self, model: nn.Module, copy_modules: set[str] | None = None) -> None:
-        self.model = model
+        self._model = weakref.ref(model)  # the tracer outlives the model: hold it weakly
         self.hooks = HookSet()
         self.copy_modules: set[str] = set(copy_modules or ())
         self.notes: list[str] = []
-        self._modules = named_modules(model)
         self._rows: list[_Row] = []
         self._state = "idle"  # idle -> armed -> recording -> done
+
+    @property
+    def model(self) -> nn.Module | None:
+        return self._model()
 
     @property
     def armed(self) -> bool:
@@ -78,8 +82,9 @@ class ActivationSampler:
 
     def arm(self) -> None:
         """Install the hooks for the coming step (idempotent)."""
-        if not self.armed:
-            hook_modules(self.model, self._pre, self._post, self.hooks, self._modules)
+        model = self.model
+        if not self.armed and model is not None:
+            hook_modules(model, self._pre, self._post, self.hooks)
         self._rows, self._calls, self._seen, self._prev, self._alive = [], {}, {}, None, []
         self._depth = 0
         self._state = "armed"
@@ -91,10 +96,11 @@ class ActivationSampler:
     def _pre(self, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if in_recompute():
             return
-        if module is self.model and self._state == "armed" and torch.is_grad_enabled():
+        root = module is self.model
+        if root and self._state == "armed" and torch.is_grad_enabled():
             self._state = "recording"
         if self._state == "recording":
-            self._depth += module is self.model
+            self._depth += root
 
     def _post(self, name: str, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         if self._state != "recording" or in_recompute():

@@ -25,6 +25,7 @@ per non-finite episode (a run of steps with non-finite values), not one per step
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.weak import WeakTensorKeyDictionary
 
-from ._hooks import HookSet, flatten_tensors, hook_modules, in_recompute, internal, named_modules
+from ._hooks import HookSet, flatten_tensors, hook_modules, in_recompute, internal
 
 MODES = ("cheap", "strict", "off")
 
@@ -56,10 +57,10 @@ class NonFiniteLocator:
     def __init__(self, model: nn.Module, mode: str = "cheap", arm_steps: int = 3) -> None:
         if mode not in MODES:
             raise ValueError(f"nonfinite must be one of {MODES}, got {mode!r}")
-        self.model, self.mode, self.arm_steps = model, mode, arm_steps
+        self._model = weakref.ref(model)  # the tracer outlives the model: hold it weakly
+        self.mode, self.arm_steps = mode, arm_steps
         self.hooks = HookSet()
         self.notes: list[str] = []
-        self._modules = named_modules(model)
         self._lock = threading.Lock()
         self._armed_left = 0
         self.in_episode = False
@@ -88,9 +89,14 @@ class NonFiniteLocator:
     def armed(self) -> bool:
         return len(self.hooks) > 0
 
+    @property
+    def model(self) -> nn.Module | None:
+        return self._model()
+
     def arm(self) -> None:
-        if not self.armed and self.mode != "off":
-            hook_modules(self.model, self._pre, self._post, self.hooks, self._modules)
+        model = self.model
+        if not self.armed and self.mode != "off" and model is not None:
+            hook_modules(model, self._pre, self._post, self.hooks)
 
     def disarm(self) -> None:
         self.hooks.remove()

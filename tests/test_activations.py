@@ -258,3 +258,18 @@ def test_bad_options_are_clear_errors():
             ModelTracer(model, activations_every=bad)
     with pytest.raises(ValueError, match="nonfinite must be one of"):
         ModelTracer(model, nonfinite="always")
+
+
+def test_tracer_does_not_keep_the_model_alive():
+    import gc
+    import weakref
+
+    model = DigitsCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with ModelTracer(model, opt, activations_every=1, nonfinite="strict") as tracer:
+        _step(model, opt, 0)
+        _step(model, opt, 1)
+    ref = weakref.ref(model)
+    del model, opt
+    gc.collect()
+    assert ref() is None and len(tracer.to_dataframe("activations")) > 0
