@@ -21,20 +21,24 @@ def _steps(rows: list[dict[str, Any]]) -> list[int]:
 
 
 def phases(run: Any) -> dict[str, float]:
-    """Median seconds per step phase (data, fwd, bwd, opt, comm, tracer, other, step); {} if unprofiled.
+    """Seconds per step phase (data, fwd, bwd, opt, comm, tracer, other, step) of the sampled step with
+    the median step time (one real step, so the parts add up); {} if unprofiled.
 
     ``step`` excludes ``tracer`` (the statistics dsnotebook computes at the optimizer hooks);
     ``step_traced`` is the measured wall time."""
     rows = [r for r in run.records.tables["timings"] if r["module"] == "(step)"]
     keep = set(_steps(rows))
-    acc: dict[str, list[float]] = defaultdict(list)
+    per: dict[int, dict[str, float]] = defaultdict(dict)
     for r in rows:
         if r["step"] in keep:
-            acc[r["phase"]].append(r["seconds"])
-    out = {k: statistics.median(v) for k, v in acc.items()}
-    if "step" in out:  # shares are of the user's step: dsnotebook's own hook time is left out
-        out["step_traced"] = out["step"]
-        out["step"] = max(0.0, out["step"] - out.get("tracer", 0.0))
+            per[r["step"]][r["phase"]] = r["seconds"]
+    per = {k: v for k, v in per.items() if "step" in v}
+    if not per:
+        return {}
+    order = sorted(per, key=lambda k: per[k]["step"] - per[k].get("tracer", 0.0))
+    out = dict(per[order[(len(order) - 1) // 2]])
+    out["step_traced"] = out["step"]
+    out["step"] = max(0.0, out["step"] - out.get("tracer", 0.0))
     return out
 
 
