@@ -123,7 +123,7 @@ class TraceMagics(Magics):
             raise UsageError(f"%%deepseek_trace: {exc}") from exc
         tracer.run.meta["command"] = f"%%deepseek_trace {line}".strip()
         ns[args.name] = tracer
-        view = None if args.no_widget else _live_view(tracer)
+        view = None if args.no_widget else _live_view(tracer, graph=not args.no_graph)
         status = "finished"
         try:
             with tracer:
@@ -155,9 +155,17 @@ class TraceMagics(Magics):
         return eval(compile(last, filename, "eval"), ns) if last is not None else None
 
 
-def _live_view(tracer: ModelTracer) -> Any:
-    from .live import LiveHeatmap
+def _live_view(tracer: ModelTracer, graph: bool = True) -> Any:
+    """The dashboard (heatmap, graph, events, performance, suggestions); the heatmap alone
+    without a graph capture (``--no-graph``)."""
+    if graph:
+        from .live_dashboard import LiveDashboard
 
-    view = LiveHeatmap(tracer.run, flush=tracer.flush)
+        view: Any = LiveDashboard(tracer.run, flush=tracer.flush)
+    else:
+        from .live import LiveHeatmap
+
+        view = LiveHeatmap(tracer.run, flush=tracer.flush)
+    tracer._views.append(view)  # reachable afterwards: _trace._views[0].widget
     view.display()
     return view

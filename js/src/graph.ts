@@ -71,6 +71,7 @@ const STYLE = `
   border-radius: 3px; padding: 1px 6px; cursor: pointer; }
 .dsn-graph button:hover { background: var(--jp-layout-color2, #eee); }
 .dsn-graph-steplabel { font-variant-numeric: tabular-nums; min-width: 7em; }
+.dsn-graph-step { width: 140px; }
 .dsn-graph-status { color: var(--jp-ui-font-color2, rgba(0,0,0,.6)); font-size: var(--jp-ui-font-size0, 11px);
   min-height: 1em; margin: 0 0 4px 0; white-space: pre-wrap; overflow-wrap: anywhere; }
 .dsn-graph-body { display: flex; gap: 8px; align-items: stretch; }
@@ -514,7 +515,7 @@ export default () => {
         const t = svg("text", "");
         t.setAttribute("x", String(c.x - c.w / 2 + 6));
         t.setAttribute("y", String(c.y - c.h / 2 + 12));
-        t.textContent = clip(`${c.node.label} · ${c.node.type}  (double-click to collapse)`, Math.max(40, c.w - 10), "11px system-ui");
+        t.textContent = clip(`${c.node.label} · ${c.node.type}`, Math.max(30, c.w - 10), "11px system-ui");
         const hit = svg("rect", "dsn-cluster-hit");
         hit.setAttribute("x", String(c.x - c.w / 2));
         hit.setAttribute("y", String(c.y - c.h / 2));

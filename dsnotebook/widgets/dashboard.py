@@ -1,0 +1,80 @@
+"""Dashboard: heatmap + graph (+ events) + performance + suggestions in one ipywidgets layout.
+
+Layout: the heatmap on top, below it a Tab with the dataflow graph (its events list
+underneath), the performance panel and the suggestions panel; a tab appears once its
+panel has something to show (``refresh``).
+
+Linked selection, all through synced traits (``traitlets.link`` / ``dlink``), so it also
+works between two browser windows and from Python:
+
+* ``heatmap.selected_module`` <-> ``graph.selected_module`` <-> ``perf.selected_module``
+  (a module path; clicking a heatmap row outlines its graph node(s) and the other way
+  round; a bar of the performance panel selects its module too);
+* ``heatmap.selected_step`` -> ``graph.step`` (the graph shows the latest column at or
+  before the step clicked in the heatmap; -1 = follow the latest).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import ipywidgets
+import traitlets
+
+__all__ = ["Dashboard"]
+
+
+class Dashboard(ipywidgets.VBox):
+    def __init__(self, heatmap: Any, graph: Any = None, perf: Any = None, suggestions: Any = None,
+                 text_fallback: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        self.heatmap, self.graph, self.perf, self.suggestions = heatmap, graph, perf, suggestions
+        self.text_fallback = text_fallback
+        self.tabs = ipywidgets.Tab()
+        self.links: list[Any] = []
+        super().__init__(children=[heatmap], **kwargs)
+        self.add_class("dsn-dashboard")
+        for other in (graph, perf):
+            if other is not None:
+                self.links.append(traitlets.link((heatmap, "selected_module"), (other, "selected_module")))
+        if graph is not None:
+            self.links.append(traitlets.dlink((heatmap, "selected_step"), (graph, "step")))
+        self.refresh()
+
+    def panels(self) -> list[tuple[str, Any]]:
+        out = []
+        if self.graph is not None and (self.graph.graph.get("nodes") or self.graph.graph.get("message") is None):
+            out.append(("graph", self.graph))
+        if self.perf is not None and self.perf.has_data:
+            out.append(("performance", self.perf))
+        if self.suggestions is not None and self.suggestions.suggestions:
+            out.append((f"suggestions ({len(self.suggestions.suggestions)})", self.suggestions))
+        return out
+
+    def refresh(self, show_graph: bool | None = None) -> None:
+        """Show the tabs whose panels have data (``show_graph=False`` hides the graph: no graph)."""
+        panels = [(t, w) for t, w in self.panels() if not (show_graph is False and w is self.graph)]
+        kids = tuple(w for _, w in panels)
+        titles = tuple(t for t, _ in panels)
+        if kids != tuple(self.tabs.children):
+            selected = self.tabs.selected_index
+            self.tabs.children = kids
+            if kids and (selected is None or selected >= len(kids)):
+                self.tabs.selected_index = 0
+        if tuple(self.tabs.titles) != titles:
+            self.tabs.titles = titles
+        want = (self.heatmap, self.tabs) if kids else (self.heatmap,)
+        if tuple(self.children) != want:
+            self.children = want
+
+    def _repr_mimebundle_(self, **kwargs: Any):  # type: ignore[override]
+        bundle = super()._repr_mimebundle_(**kwargs)
+        fn = self.text_fallback or getattr(self.heatmap, "_text_summary", None)
+        if fn is None:
+            return bundle
+        try:
+            text = str(fn())
+        except Exception as exc:  # a broken fallback must not break display
+            text = f"dashboard: text summary failed ({type(exc).__name__}: {exc})"
+        if isinstance(bundle, tuple):
+            data, meta = bundle
+            return {**(data or {}), "text/plain": text}, meta
+        return {**(bundle or {}), "text/plain": text}
