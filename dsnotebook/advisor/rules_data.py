@@ -20,7 +20,8 @@ def data_loader_bound(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Sugg
         return None
     share = data / step
     workers, why = dataloader_workers(hw)
-    workers = max(workers, 2)
+    if workers < 2:  # the loop waits, so loading is not competing for compute: overlap it anyway
+        workers, why = 2, f"the loop idles while loading, so 2 worker processes overlap it with compute"
     pin = hw.device == "cuda"
     loader = ctx.data
     current = {"num_workers": getattr(loader, "num_workers", None), "pin_memory": getattr(loader, "pin_memory", None)}
