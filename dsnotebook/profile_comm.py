@@ -32,13 +32,15 @@ class CommTimer:
 
             hook = allreduce_hook
         self.hook = hook
+        self.__name__ = f"timed_{getattr(hook, '__name__', 'hook')}"  # DDP logs the hook's name
+        self.__qualname__ = self.__name__
         self.seconds = 0.0
         self.buckets = 0
         self.bytes = 0
         self._lock = threading.Lock()
         _timers.add(self)
 
-    def __call__(self, state: Any, bucket: Any) -> Any:
+    def __call__(self, state, bucket):  # noqa: ANN001 - DDP rejects hooks whose annotations are not its own types
         t0 = time.perf_counter()
         buf = bucket.buffer()
         nbytes = buf.numel() * buf.element_size()

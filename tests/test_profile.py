@@ -214,3 +214,26 @@ def test_cuda_timing_with_events():
         model(torch.randn(256, 64, device="cuda")).sum().backward()
         opt.step()
     assert win.done and tr.to_dataframe("profile")["device_s"].sum() > 0
+
+
+def test_ddp_communication_time_with_comm_timer(tmp_path):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from dsnotebook.profile_comm import CommTimer
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available in this build")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        ddp = DDP(mlp())
+        ddp.register_comm_hook(None, CommTimer())
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+        with ModelTracer(ddp, opt, profile_every=1) as tr:
+            train(ddp, opt, 3)
+        comm = tr.to_dataframe("timings").query("module == '(step)' and phase == 'comm'")
+        assert (comm["calls"] >= 1).all() and (comm["seconds"] > 0).all()
+        assert tr.run.meta["distributed"]["world_size"] == 1 and "bucket_cap_mb" in tr.run.meta["ddp"]
+        assert _no_module_hooks(ddp)
+    finally:
+        dist.destroy_process_group()
