@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import sys
 import warnings
 import weakref
 from collections import defaultdict
@@ -137,6 +138,7 @@ class ModelTracer:
         self._snapshots: dict[int, list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]]] = {}
         self._explicit_snapshot: list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]] | None = None
         self._hook_steps = 0
+        self._outer_frames: dict[int, Any] = {}  # optimizer id -> frame of its running step() hooks
         self._owned_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._unowned_cache: tuple[int, list[int]] = (-1, [])
         self._single_device = len({p.device for p in params}) == 1
@@ -205,6 +207,7 @@ class ModelTracer:
         except Exception as exc:
             self._warn_internal(exc)
         self._snapshots.clear()
+        self._outer_frames.clear()
         self.flush(wait=True)
         if was_attached and not self.run.steps and self._hook_steps == 0 and self.step_count == 0:
             warnings.warn("no training step was seen while tracing: pass the optimizer that steps this model, "
@@ -255,7 +258,33 @@ class ModelTracer:
             self._unowned_cache = (len(known), [i for i in range(len(self._params)) if i not in known])
         return self._unowned_cache[1]
 
+    def _nested_call(self, opt: torch.optim.Optimizer, pre: bool) -> bool:
+        """True for hooks of a step() running inside another step() of the same optimizer.
+
+        An optimizer subclass whose step() calls super().step() fires the hooks twice per
+        step.  The outer call's hook-wrapper frame is remembered; an inner call finds it up
+        its own stack.  A frame (not a depth counter) so a step() that raised cannot leave
+        the tracer thinking it is still nested.
+        """
+        wrapper = sys._getframe(2)
+        outer = self._outer_frames.get(id(opt))
+        if pre:
+            if outer is not None:
+                f = wrapper.f_back
+                while f is not None:
+                    if f is outer:
+                        return True
+                    f = f.f_back
+            self._outer_frames[id(opt)] = wrapper
+            return False
+        if outer is not None and outer is not wrapper:
+            return True
+        self._outer_frames.pop(id(opt), None)
+        return False
+
     def _pre_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self._nested_call(opt, pre=True):
+            return
         try:
             owned = self._owned(opt)
             if not owned:
@@ -287,6 +316,8 @@ class ModelTracer:
                 self._profiler.opt_begin()
 
     def _post_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self._nested_call(opt, pre=False):
+            return
         if self._profiler is not None:
             self._profiler.opt_done()
         try:

@@ -273,3 +273,42 @@ def test_save_and_open_roundtrip(tmp_path):
     for table in ("grads", "updates", "hist", "tensors", "events"):
         a, b = tracer.run.to_dataframe(table), again.to_dataframe(table)
         assert a.astype(str).equals(b.astype(str)), table
+
+
+class _SubSGD(torch.optim.SGD):
+    """A subclass whose step() calls super().step(): torch fires the step hooks twice."""
+
+    def step(self, closure=None):
+        return super().step(closure)
+
+
+class _RaisingSGD(torch.optim.SGD):
+    fail = False
+
+    def step(self, closure=None):
+        if self.fail:
+            raise RuntimeError("optimizer failed")
+        return super().step(closure)
+
+
+def test_regression_subclass_calling_super_step_counts_one_step():
+    torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)  # a plain SGD patched first
+    model = tiny_cnn()
+    opt = _SubSGD(model.parameters(), lr=0.1)
+    with ModelTracer(model, opt) as tracer:
+        _train(model, opt, 3)
+    assert tracer.run.steps == [0, 1, 2]
+    assert tracer.to_dataframe("updates").groupby("step").size().tolist() == [4, 4, 4]
+
+
+def test_regression_step_that_raised_does_not_stall_the_clock():
+    model = tiny_cnn()
+    opt = _RaisingSGD(model.parameters(), lr=0.1)
+    with ModelTracer(model, opt) as tracer:
+        _train(model, opt, 2)
+        opt.fail = True
+        with pytest.raises(RuntimeError):
+            _train(model, opt, 1)
+        opt.fail = False
+        _train(model, opt, 2)
+    assert tracer.run.steps == [0, 1, 2, 3, 4]
