@@ -83,7 +83,7 @@ def test_noop_variant_sees_identical_losses():
 
 
 class SleepyDigits(Dataset):
-    """A slow dataset: 20 ms per batch of 4 (decoding, network storage, ...)."""
+    """A slow dataset: 40 ms per batch of 4 (decoding, network storage, ...)."""
 
     def __init__(self, n=64):
         g = torch.Generator().manual_seed(0)
@@ -93,7 +93,7 @@ class SleepyDigits(Dataset):
         return len(self.x)
 
     def __getitem__(self, i):
-        time.sleep(0.005)
+        time.sleep(0.01)
         return self.x[i], self.y[i]
 
 
@@ -110,7 +110,7 @@ def test_sleep_bound_loader_is_verified_faster_with_workers():
     res = s.verify(make_step(model, opt), steps=10, pairs=5, progress=lambda d, n, m: seen.append((d, n)))
     assert time.time() - t0 < 10
     assert s.status == "verified" and res.verdict == "verified", str(res)
-    assert res.speedup > 1.3 and res.baseline_s > 0.015
+    assert res.speedup > 1.3 and res.baseline_s > 0.04
     assert res.loss_drift == 0.0  # same batches in the same order, just loaded in parallel
     assert seen[-1][0] == seen[-1][1] == 12
     assert_same(before, state_of(model, opt))
@@ -123,7 +123,7 @@ def test_prefetch_thread_for_plain_iterables():
         def __iter__(self):
             g = torch.Generator().manual_seed(0)
             for _ in range(20):
-                time.sleep(0.02)
+                time.sleep(0.05)
                 yield torch.randn(4, 16, generator=g), torch.randint(0, 4, (4,), generator=g)
 
     from dsnotebook.advisor.variants import faster_loading
@@ -132,12 +132,12 @@ def test_prefetch_thread_for_plain_iterables():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
 
     def slow_step(batch):  # compute that the loading can overlap with
-        time.sleep(0.02)
+        time.sleep(0.05)
         return make_step(model, opt)(batch)
 
     res = verify_variant(Variant("prefetch", make_data=faster_loading(2, False)), slow_step, model=model,
                          optimizer=opt, data=SlowIterable(), steps=8, pairs=4)
-    assert res.verdict == "verified" and res.speedup > 1.3, str(res)
+    assert res.verdict == "verified" and res.speedup > 1.1, str(res)
 
 
 def test_checkpointing_verified_by_memory():
