@@ -155,7 +155,7 @@ def test_profile_window_attributes_ops_to_modules_and_exports_a_trace(tmp_path):
 
 def test_profile_window_close_early_removes_hooks():
     model = mlp()
-    win = ProfileWindow(model, wait=3, warmup=0, active=5)  # closed while still waiting: nothing recorded
+    win = ProfileWindow(model, wait=3, warmup=1, active=5)  # closed while still waiting: nothing recorded
     model(torch.randn(2, 64))
     win.close()
     assert _no_module_hooks(model) and win.done

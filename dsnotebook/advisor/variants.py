@@ -14,6 +14,7 @@ import functools
 import os
 import queue
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, Iterable, Iterator
 
@@ -73,9 +74,19 @@ def to_channels_last(model: nn.Module) -> Undo:
     return lambda: model.to(memory_format=torch.contiguous_format)
 
 
+_compiled: "weakref.WeakKeyDictionary[nn.Module, Any]" = weakref.WeakKeyDictionary()
+
+
 def compile_in_place(model: nn.Module, **kwargs: Any) -> Undo:
-    """``nn.Module.compile`` (in place: the user's reference keeps pointing at the model)."""
-    model.compile(**kwargs)
+    """What ``nn.Module.compile`` does (in place: the user's reference keeps pointing at the model),
+    with the compiled callable kept per model, so that A/B blocks switching it on and off do not
+    compile again."""
+    fn = _compiled.get(model) if not kwargs else None
+    if fn is None:
+        fn = torch.compile(model._call_impl, **kwargs)
+        if not kwargs:
+            _compiled[model] = fn
+    model._compiled_call_impl = fn
     return lambda: setattr(model, "_compiled_call_impl", None)
 
 
