@@ -1,6 +1,6 @@
 """Cost of per-layer timing and activation-memory measurement on sampled steps (CPU models).
 
-    python benchmarks/profile_overhead.py [--pairs 15] [--steps 20]
+    python benchmarks/profile_overhead.py [--pairs 15] [--steps 20] [--threads 1]
 
 For each model, blocks of ``--steps`` training steps alternate between a plain loop and
 the same loop under ``ModelTracer(profile_every=N)`` (gradient statistics switched off
@@ -64,7 +64,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--pairs", type=int, default=15)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (1: less sensitive to load)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; per-layer timing + activation memory")
     print(f"{'model':<22}{'modules':>8}{'every':>7}{'plain ms':>10}{'profiled ms':>13}{'overhead':>10}  IQR")

@@ -273,7 +273,7 @@ def test_tf32_and_autocast_rules_on_a_real_gpu():
     from dsnotebook.hardware import detect_gpu
 
     hw = detect_gpu()
-    model = nn.Sequential(*[nn.Linear(1024, 1024) for _ in range(8)]).cuda()
+    model = nn.Sequential(*[nn.Linear(4096, 4096) for _ in range(8)]).cuda()  # fp32 matmuls dominate the step
     opt = torch.optim.SGD(model.parameters(), lr=1e-4)
     old = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -281,7 +281,7 @@ def test_tf32_and_autocast_rules_on_a_real_gpu():
         with ModelTracer(model, opt, profile_every=1) as tr:
             for _ in range(4):
                 opt.zero_grad()
-                model(torch.randn(512, 1024, device="cuda")).pow(2).mean().backward()
+                model(torch.randn(4096, 4096, device="cuda")).pow(2).mean().backward()
                 opt.step()
         ids = {s.rule for s in tr.advise(hardware=hw)}
     finally:
