@@ -281,33 +281,13 @@ function computeLayout(S: Structure, expanded: Set<string>, rowOf: Map<string, n
     const r = rowOf.get(n.id);
     boxes.set(n.id, { id: n.id, node: n, w, h, x: 0, y: 0, collapsed: group, members: r !== undefined ? [r] : [], inside: 0 });
   }
-  const g = new dagre.graphlib.Graph({ compound: true, multigraph: false });
-  g.setGraph({ rankdir: "TB", nodesep: 22, ranksep: 34, edgesep: 8, marginx: 16, marginy: 16 });
+  // Flat layered layout of the visible boxes (dagre's compound mode is far slower and
+  // overflows the stack on deep models); an expanded group is drawn as the padded
+  // bounding box of what is visible inside it.
+  const g = new dagre.graphlib.Graph({ compound: false, multigraph: false });
+  g.setGraph({ rankdir: "TB", nodesep: 22, ranksep: 38, edgesep: 8, marginx: 24, marginy: 24 });
   g.setDefaultEdgeLabel(() => ({}));
-  const clusterIds = new Set<string>();
   for (const b of boxes.values()) g.setNode(b.id, { width: b.w, height: b.h });
-  const clusterOf = (id: string): string | null => {
-    for (const a of S.ancestors(id)) if (expanded.has(a) && a !== S.root) return a;
-    return null;
-  };
-  for (const b of boxes.values()) {
-    let child = b.id;
-    let c = clusterOf(child);
-    while (c) {
-      if (!clusterIds.has(c)) {
-        clusterIds.add(c);
-        g.setNode(c, { width: 10, height: 10 });
-      }
-      g.setParent(child, c);
-      const up = clusterOf(c);
-      if (up && clusterIds.has(up)) {
-        g.setParent(c, up);
-        break;
-      }
-      child = c;
-      c = up;
-    }
-  }
   const edgeMap = new Map<string, EdgeDraw>();
   for (const e of S.edges) {
     const a = rep.get(e.source);
@@ -322,20 +302,37 @@ function computeLayout(S: Structure, expanded: Set<string>, rowOf: Map<string, n
     } else edgeMap.set(key, { a, b, label: lab, n: 1, points: [] });
   }
   for (const e of edgeMap.values()) g.setEdge(e.a, e.b, { minlen: 1 });
-  dagre.layout(g);
+  // big graphs: skip dagre's extra ordering sweeps (a few times faster, a few more crossings)
+  dagre.layout(g, boxes.size > 400 ? { disableOptimalOrderHeuristic: true } : {});
   for (const b of boxes.values()) {
     const n = g.node(b.id);
     b.x = n.x ?? 0;
     b.y = n.y ?? 0;
   }
-  const clusters: Cluster[] = [];
-  for (const c of clusterIds) {
-    const n = g.node(c);
-    const node = S.byId.get(c);
-    if (!n || !node) continue;
-    clusters.push({ id: c, node, x: n.x ?? 0, y: n.y ?? 0, w: n.width, h: n.height });
+  // clusters: deepest first, each the union of its visible boxes and inner clusters, padded
+  const ext = new Map<string, [number, number, number, number]>();
+  const grow = (id: string, r: [number, number, number, number]) => {
+    const cur = ext.get(id);
+    ext.set(id, cur ? [Math.min(cur[0], r[0]), Math.min(cur[1], r[1]), Math.max(cur[2], r[2]), Math.max(cur[3], r[3])] : r);
+  };
+  for (const b of boxes.values()) {
+    const anc = S.ancestors(b.id).filter((x) => x !== S.root && expanded.has(x));
+    if (anc.length) grow(anc[0], [b.x - b.w / 2, b.y - b.h / 2, b.x + b.w / 2, b.y + b.h / 2]);
   }
-  clusters.sort((p, q) => (S.depth.get(p.id) ?? 0) - (S.depth.get(q.id) ?? 0));
+
+  const order = S.groups.filter((n) => n.id !== S.root && expanded.has(n.id)).sort((p, q) => (S.depth.get(q.id) ?? 0) - (S.depth.get(p.id) ?? 0));
+  const clusters: Cluster[] = [];
+  for (const n of order) {
+    const r = ext.get(n.id);
+    if (!r) continue;
+    const pad = 8;
+    const box: [number, number, number, number] = [r[0] - pad, r[1] - pad - 12, r[2] + pad, r[3] + pad];
+    const up = S.ancestors(n.id).filter((x) => x !== S.root && expanded.has(x));
+    if (up.length) grow(up[0], box);
+    clusters.push({ id: n.id, node: n, x: (box[0] + box[2]) / 2, y: (box[1] + box[3]) / 2, w: box[2] - box[0], h: box[3] - box[1] });
+  }
+
+  clusters.reverse(); // outer first (drawn below inner ones)
   for (const e of edgeMap.values()) {
     const ed = g.edge(e.a, e.b);
     e.points = (ed && ed.points) || [];
@@ -1098,7 +1095,13 @@ export default () => {
       // selection from another panel: reveal the node (or the collapsed group holding it)
       const mod = model.get("selected_module") || "";
       const cur = S.byId.get(model.get("selected_node") || "");
-      if (mod && (!cur || cur.name !== mod)) {
+      if (cur && cur.name !== mod) {
+        // the node clicked here before belongs to another module now: follow the new selection
+        const n = mod ? S.nodes.find((m) => m.kind === "module" && m.name === mod) : undefined;
+        model.set("selected_node", n ? n.id : "");
+        model.save_changes();
+      }
+      if (mod) {
         const n = S.nodes.find((m) => m.kind === "module" && m.name === mod);
         if (n && layout) {
           const r = layout.rep.get(n.id);

@@ -132,7 +132,14 @@ const render: Render<Model> = ({ model, el: host }) => {
     parts.push(text("h4", "", "per layer: forward and backward time per sampled step"));
     if (!layers.length) parts.push(text("div", "dsn-perf-empty", "no per-layer timings yet"));
     else {
-      const sorted = [...layers].sort((a, b) => b.fwd + b.bwd - (a.fwd + a.bwd));
+      // containers (the root, a block holding layers) include their children's time: leaves only
+      const names = layers.map((l) => l.module);
+      const container = (m: string) => m === "(root)" || names.some((o) => o !== m && o.startsWith(m + "."));
+      const leaves = layers.filter((l) => !container(l.module));
+      const sorted = (leaves.length ? leaves : layers).sort((a, b) => b.fwd + b.bwd - (a.fwd + a.bwd));
+      const nCont = layers.length - leaves.length;
+      if (nCont && leaves.length)
+        parts.push(text("div", "dsn-perf-status", `${nCont} container modules (which include their children's time) not shown`));
       const shown = showAll ? sorted : sorted.slice(0, TOP);
       const max = Math.max(...sorted.map((l) => l.fwd + l.bwd), 1e-12);
       const grid = el("div", "dsn-layers");
@@ -179,7 +186,11 @@ const render: Render<Model> = ({ model, el: host }) => {
     parts.push(text("h4", "", "memory (latest sampled step)"));
     if (!memory.length) parts.push(text("div", "dsn-perf-empty", "no memory measurements yet"));
     else {
-      const totals = memory.filter((m) => m.kind !== "activations");
+      const proc = new Set(["rss", "peak_rss", "peak_allocated", "reserved"]);
+      const procRows = memory.filter((m) => proc.has(m.kind));
+      if (procRows.length)
+        parts.push(text("div", "dsn-perf-status", procRows.map((m) => `${MEM_LABELS[m.kind] || m.kind}: ${formatBytes(m.bytes)}`).join(" · ")));
+      const totals = memory.filter((m) => m.kind !== "activations" && !proc.has(m.kind));
       const acts = memory.filter((m) => m.kind === "activations").sort((a, b) => b.bytes - a.bytes);
       const actSum = acts.reduce((a, m) => a + m.bytes, 0);
       const rows: Array<[string, number, string]> = totals.map((m) => [MEM_LABELS[m.kind] || m.kind, m.bytes, ""]);
