@@ -237,3 +237,21 @@ def test_ddp_communication_time_with_comm_timer(tmp_path):
         assert _no_module_hooks(ddp)
     finally:
         dist.destroy_process_group()
+
+
+def test_performance_summary_for_the_panel():
+    from dsnotebook.perf_summary import performance_summary
+
+    model = mlp()
+    opt = torch.optim.Adam(model.parameters())
+    assert performance_summary(ModelTracer(model, opt).run)["layers"] == []
+    with ModelTracer(model, opt, profile_every=1) as tr:
+        train(model, opt, 3)
+    snap = performance_summary(tr.run)
+    json.dumps(snap)
+    assert snap["sampled_steps"] == [0, 1, 2]
+    assert [l["module"] for l in snap["layers"]] == ["0", "1", "2"]  # leaves, in model order
+    assert snap["layers"][0]["activation_bytes"] == 32 * 64 * 4
+    parts = sum(v for k, v in snap["step"].items() if k not in ("step", "step_traced", "comm", "tracer"))
+    assert abs(parts - snap["step"]["step"]) < 1e-6
+    assert snap["memory"]["params"] > 0
