@@ -59,7 +59,8 @@ def gpt2_case():
     except ImportError:
         return None, "transformers is not installed (pip install transformers)"
     torch.manual_seed(0)
-    cfg = GPT2Config()  # 124M: 12 layers, 768 wide, 12 heads
+    cfg = GPT2Config(use_cache=False)  # 124M: 12 layers, 768 wide, 12 heads; no KV cache in training
+    # (a cache mutated inside a checkpointed block would be updated again by the recomputation)
     model = GPT2LMHeadModel(cfg).cuda()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
     loader = DataLoader(TensorDataset(torch.randint(0, cfg.vocab_size, (256, 512))), batch_size=8, shuffle=True,
