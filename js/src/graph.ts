@@ -615,7 +615,12 @@ export default () => {
       build();
       root.dataset.buildMs = (performance.now() - tb).toFixed(1);
       if (!fitted) {
-        fit();
+        // first view: readable boxes (a deep model is a tall chain: start at its top)
+        const W = canvasBox.clientWidth || 800;
+        const H = canvasBox.clientHeight || 520;
+        const k = Math.min(1.1, Math.max(0.5, Math.min(W / L.width, H / L.height)));
+        view = { k, x: L.width * k < W ? (W - L.width * k) / 2 : 0, y: L.height * k < H ? (H - L.height * k) / 2 : 0 };
+        applyView();
         fitted = true;
       }
       draw();
