@@ -242,3 +242,22 @@ def test_autocast_and_tf32_verified_on_gpu():
     for r in (amp, tf32):
         assert r.baseline_peak_bytes and r.variant_peak_bytes and r.speedup > 0 and r.verdict
         assert r.loss_drift is not None and abs(r.loss_drift) < 0.05
+
+
+def test_apply_for_real_and_undo():
+    model = net(0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-9)
+    s = Suggestion(rule="update_ratio", title="", category="training", evidence={}, gain="", snippet="",
+                   verify_hint="", variant=Variant("lr x10", enter=lambda c: scale_lr(c.optimizer, 10.0)))
+    applied = s.bind(model=model, optimizer=opt).apply()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-8)
+    with applied.context():
+        pass
+    applied.undo()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-9)
+    loader = DataLoader(SleepyDigits(8), batch_size=4)
+    from dsnotebook.advisor.variants import faster_loading
+
+    s2 = Suggestion(rule="data_loader", title="", category="speed", evidence={}, gain="", snippet="",
+                    verify_hint="", variant=Variant("workers", make_data=faster_loading(2, False)))
+    assert s2.apply(data=loader).data.num_workers == 2

@@ -8,6 +8,7 @@ writes the outcome back to the Run's ``suggestions`` table.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -31,6 +32,15 @@ def _json(v: Any) -> Any:
     if v is None or isinstance(v, (str, int, bool)):
         return v
     return str(v)
+
+
+@dataclass
+class Applied:
+    """A suggestion in effect: ``undo()``, the ``data`` to iterate, the per-step ``context()``."""
+
+    undo: Callable[[], None]
+    data: Any
+    context: Callable[[], Any]
 
 
 @dataclass
@@ -103,6 +113,25 @@ class Suggestion:
         finally:
             self._publish()
         return self.result
+
+    def apply(self, *, model: Any = None, optimizer: Any = None, data: Any = None) -> "Applied":
+        """Make the change for real (after verifying it, ideally).
+
+        Returns an :class:`Applied`: flag/model/optimizer changes are in effect until
+        ``applied.undo()``; a data change gives ``applied.data`` (the new loader, use it in
+        the loop); a per-step change (autocast) is ``with applied.context(): ...``.
+        """
+        from .variants import VerifyContext
+
+        if self.variant is None:
+            raise ValueError(f"{self.id}: nothing to apply automatically; use the snippet:\n{self.snippet}")
+        model = model if model is not None else self._ref("model")
+        optimizer = optimizer if optimizer is not None else self._ref("optimizer")
+        data = data if data is not None else self._ref("data")
+        v = self.variant
+        undo = v.enter(VerifyContext(model, optimizer, data)) if v.enter is not None else None
+        new_data = v.make_data(data) if v.make_data is not None and data is not None else data
+        return Applied(undo=undo or (lambda: None), data=new_data, context=v.step_context or contextlib.nullcontext)
 
     def _publish(self) -> None:
         run = self._ref("run")
