@@ -140,6 +140,8 @@ class TraceMagics(Magics):
                     print(line)
             else:
                 print(tracer.summary())
+            if args.profile_every is not None:
+                _print_advice(tracer)
         return result
 
     def _execute(self, cell: str) -> Any:
@@ -169,3 +171,12 @@ def _live_view(tracer: ModelTracer, graph: bool = True) -> Any:
     tracer._views.append(view)  # reachable afterwards: _trace._views[0].widget
     view.display()
     return view
+
+
+def _print_advice(tracer: ModelTracer) -> None:
+    """One line per tuning suggestion (details: ``_trace.advise()``; the suggestions panel shows them)."""
+    try:
+        for s in tracer.advise():
+            print(f"advice [{s.category}] {s.title}")
+    except Exception as exc:  # advice is a bonus: never fail the cell for it
+        print(f"advice unavailable: {type(exc).__name__}: {exc}")

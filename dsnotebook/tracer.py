@@ -185,8 +185,8 @@ class ModelTracer:
         self._attached = True
         try:
             self._dataflow.attach(self.step_count)
-            if self._profiler is not None:
-                self._profiler.begin_step(self.step_count)
+            if self._profiler is not None:  # the optimizer of step_count may have run already
+                self._profiler.begin_step(self.step_count + (1 if self._stepped else 0))
         except Exception as exc:
             self._warn_internal(exc)
         return self
@@ -450,7 +450,10 @@ class ModelTracer:
 
         self.flush(wait=True)
         opts = [o for o in (r() for r in self._optimizers) if o]
-        return advise(self.run, hardware, model=self.model, optimizer=opts[0] if len(opts) == 1 else None, data=data)
+        out = advise(self.run, hardware, model=self.model, optimizer=opts[0] if len(opts) == 1 else None, data=data)
+        for s in out:  # verify() pauses this tracer: A/B steps must not land in the Run
+            s._refs["tracer"] = weakref.ref(self)
+        return out
 
     def enable_gradient_heatmap(self, display: bool = True) -> Any:
         """Show a live gradient heatmap of this tracer's Run (returns the widget)."""

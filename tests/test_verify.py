@@ -261,3 +261,22 @@ def test_apply_for_real_and_undo():
     s2 = Suggestion(rule="data_loader", title="", category="speed", evidence={}, gain="", snippet="",
                     verify_hint="", variant=Variant("workers", make_data=faster_loading(2, False)))
     assert s2.apply(data=loader).data.num_workers == 2
+
+
+def test_verify_pauses_an_attached_tracer():
+    from dsnotebook import ModelTracer
+
+    model = net(0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-9)
+    with ModelTracer(model, opt, profile_every=1) as tr:
+        step = make_step(model, opt)
+        for _ in range(3):
+            step()
+        (s,) = [s for s in tr.advise() if s.rule == "update_ratio"]
+        n_steps = tr.step_count
+        s.verify(step, steps=2, pairs=1)
+        assert tr.attached and tr.step_count == n_steps  # A/B steps did not land in the Run
+        assert {r["step"] for r in tr.run.records.tables["timings"]} == {0, 1, 2}
+        step()
+    assert tr.step_count == n_steps + 1
+    assert {r["step"] for r in tr.run.records.tables["timings"]} == {0, 1, 2, 3}  # profiling went on

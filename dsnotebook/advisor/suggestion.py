@@ -102,6 +102,10 @@ class Suggestion:
             raise ValueError(f"{self.id}: pass model= (the suggestion was made without one)")
         self.status, self.error = "running", None
         self._publish()
+        tracer = self._ref("tracer")
+        paused = tracer is not None and tracer.attached
+        if paused:
+            tracer.detach()
         try:
             self.result = verify_variant(self.variant, step_fn, model=model, optimizer=optimizer, data=data,
                                          steps=steps, pairs=pairs, warmup=warmup, target=self.target,
@@ -111,6 +115,8 @@ class Suggestion:
             self.status, self.error = "error", f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            if paused:
+                tracer.attach()
             self._publish()
         return self.result
 
