@@ -583,9 +583,9 @@ export default () => {
           b.sub = s;
         }
         const badge = svg("text", "dsn-badge") as SVGTextElement;
-        badge.setAttribute("x", String(b.w - 3));
-        badge.setAttribute("y", "-3");
-        badge.setAttribute("text-anchor", "end");
+        badge.setAttribute("x", String(b.w + 5));
+        badge.setAttribute("y", String(b.h / 2 + 4));
+        badge.setAttribute("text-anchor", "start");
         g.appendChild(badge);
         b.badge = badge;
         const tt = svg("title", "") as SVGTitleElement;
@@ -618,7 +618,7 @@ export default () => {
         // first view: readable boxes (a deep model is a tall chain: start at its top)
         const W = canvasBox.clientWidth || 800;
         const H = canvasBox.clientHeight || 520;
-        const k = Math.min(1.1, Math.max(0.5, Math.min(W / L.width, H / L.height)));
+        const k = Math.min(1.1, Math.max(0.75, Math.min(W / L.width, H / L.height)));
         view = { k, x: L.width * k < W ? (W - L.width * k) / 2 : 0, y: L.height * k < H ? (H - L.height * k) / 2 : 0 };
         applyView();
         fitted = true;

@@ -75,7 +75,7 @@ const STYLE = `
 .dsn-snippet-box { position: relative; }
 .dsn-snippet { font-family: var(--jp-code-font-family, ui-monospace, Menlo, monospace); font-size: 11.5px;
   background: var(--jp-layout-color2, #f5f5f5); border-radius: 4px; padding: 6px 8px; margin: 4px 0;
-  white-space: pre; overflow-x: auto; max-height: 220px; }
+  white-space: pre; overflow-x: auto; max-height: 220px; padding-right: 70px; }
 .dsn-sugg button { font: inherit; font-size: var(--jp-ui-font-size0, 12px); color: inherit; cursor: pointer;
   background: var(--jp-layout-color1, #fff); border: 1px solid var(--jp-border-color1, #bdbdbd); border-radius: 3px;
   padding: 2px 8px; }

@@ -5,6 +5,8 @@ history, linked selection both ways, the verify button; and a 2,000-node graph's
 from __future__ import annotations
 
 import json
+import pathlib
+import shutil
 import time
 from typing import Any
 
@@ -275,3 +277,37 @@ def test_graph_2000_nodes_responsive(page: Any, lab: Any, nb: Any) -> None:
     z0 = float(_graph_data(page)["zoom"])
     page.mouse.wheel(0, -400)
     page.wait_for_function(f"() => Number(document.querySelector('{GRAPH}').dataset.zoom) > {z0}")
+
+
+TUTORIAL = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "02_debugging_gradients.ipynb"
+
+
+def test_tutorial_02_dead_and_nonfinite_nodes(page: Any, lab: Any, nb: Any) -> None:
+    """The debugging tutorial: dead ReLUs outlined in the first dashboard, the first
+    non-finite module marked in the NaN one (and listed under the graph)."""
+    if not TUTORIAL.exists():
+        pytest.skip("notebooks/02_debugging_gradients.ipynb not there")
+    shutil.copy(TUTORIAL, lab.root / "02.ipynb")
+    t0 = time.monotonic()
+    nb.open("02.ipynb")
+    nb.run_all()
+    nb.wait_done(len(nb.prompts()), timeout=300)
+    print(f"\ntutorial 02 ran in {time.monotonic() - t0:.1f}s")
+    dashes = page.locator(".dsn-dashboard")
+    assert dashes.count() >= 3
+    dead = dashes.nth(0)
+    dead.scroll_into_view_if_needed()
+    page.wait_for_function("""() => { const g = document.querySelectorAll('.dsn-dashboard')[0].querySelector('.dsn-graph g.dsn-node[data-id="relu1#0"]');
+                                       return g && g.classList.contains('dsn-dead'); }""", timeout=20000)
+    nb.screenshot(dead, "tutorial02_dead_relus.png")
+    bad = dashes.nth(2)
+    bad.scroll_into_view_if_needed()
+    page.wait_for_function("""() => !!document.querySelectorAll('.dsn-dashboard')[2].querySelector('.dsn-graph g.dsn-node.dsn-first')""",
+                           timeout=20000)
+    first = bad.locator(".dsn-graph g.dsn-node.dsn-first").first.get_attribute("data-id")
+    ev = bad.locator(".dsn-graph .dsn-event-nonfinite").first
+    assert "non-finite" in (ev.text_content() or "")
+    ev.click()
+    page.wait_for_function(f"""() => document.querySelectorAll('.dsn-dashboard')[2].querySelector('.dsn-graph .dsn-graph-side')
+                                     .dataset.node === {json.dumps(first)}""")
+    nb.screenshot(bad, "tutorial02_first_nonfinite.png")
