@@ -24,7 +24,6 @@ overlapped with bwd, so not subtracted) and other (the rest: loss, clipping, log
 """
 from __future__ import annotations
 
-import time
 import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -35,33 +34,11 @@ from torch import nn
 
 from . import profile_comm
 from ._hooks import HookSet, eager_module, flatten_tensors, in_recompute, is_compiled, named_modules
+from ._clock import Clock as _Clock
 from .profile_memory import SavedTensorMeter, device_rows, static_rows
 from .run import Run
 
 PHASES = ("data", "fwd", "bwd", "opt", "comm", "tracer", "other", "step")
-
-
-class _Clock:
-    """perf_counter marks on CPU, CUDA events on GPU; resolved to seconds later."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-
-    def mark(self) -> Any:
-        if self.cuda:
-            ev = torch.cuda.Event(enable_timing=True)
-            ev.record()
-            return ev
-        return time.perf_counter()
-
-    def sync(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
-
-    def seconds(self, a: Any, b: Any) -> float:
-        if a is None or b is None:
-            return 0.0
-        return a.elapsed_time(b) / 1e3 if self.cuda else b - a
 
 
 @dataclass
