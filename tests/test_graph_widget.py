@@ -243,3 +243,15 @@ def test_bundles_are_built_without_cdn_imports(name):
     js = path.read_text()
     assert "export" in js and f"dsn-{'sugg' if name == 'suggestions' else name}" in js
     assert "https://" not in js and "esm.sh" not in js and "innerHTML" not in js
+
+
+def test_magic_view_is_the_dashboard_unless_no_graph():
+    from dsnotebook._magics import _live_view
+    from dsnotebook.live import LiveHeatmap
+
+    model = tiny_cnn()
+    tracer = ModelTracer(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    view = _live_view(tracer)
+    assert isinstance(view, LiveDashboard) and isinstance(view.widget, Dashboard) and tracer._views == [view]
+    view.close()
+    assert isinstance(_live_view(tracer, graph=False), LiveHeatmap)

@@ -94,7 +94,21 @@ def test_dashboard_real_model(page: Any, lab: Any, nb: Any, hm: Any) -> None:
     lab.write_notebook("dashboard.ipynb", [SETUP, TRAIN])
     nb.open("dashboard.ipynb")
     nb.run_all()
+    # live: the graph gets new columns while the training cell still runs
+    seen: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        prompts = nb.prompts()
+        running = len(prompts) > 1 and "*" in prompts[1]
+        cols = page.evaluate(f"() => {{ const g = document.querySelector('{GRAPH}'); return g ? Number(g.dataset.columns || 0) : -1; }}")
+        if running and cols >= 0:
+            seen.append(cols)
+        if seen and not running:
+            break
+        time.sleep(0.05)
     nb.wait_done(2, timeout=180)
+    print(f"\ngraph columns seen while the cell ran: {sorted(set(seen))}")
+    assert len(set(c for c in seen if c > 0)) >= 2, seen
     page.wait_for_selector(f"{GRAPH} g.dsn-node", timeout=30000)
     page.wait_for_function(f"() => Number(document.querySelector('{GRAPH}').dataset.columns) >= 12", timeout=20000)
     d = _graph_data(page)
