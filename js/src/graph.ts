@@ -100,6 +100,9 @@ const STYLE = `
 .dsn-edge { fill: none; stroke: var(--jp-ui-font-color3, #90a4ae); stroke-width: 1.2; }
 .dsn-edge.dsn-edge-sel { stroke: var(--jp-brand-color1, #1976d2); stroke-width: 2; }
 .dsn-edge-label { font-size: 10px; fill: var(--jp-ui-font-color2, #607d8b); }
+.dsn-edge-label, .dsn-cluster-label { stroke: var(--jp-layout-color0, #fff); stroke-width: 3px; paint-order: stroke;
+  stroke-linejoin: round; }
+.dsn-cluster-label { font-size: 11px; fill: var(--jp-ui-font-color2, #555); }
 .dsn-far .dsn-edge-label, .dsn-far .dsn-sub { display: none; }
 .dsn-graph-side { flex: 0 0 290px; max-height: 520px; overflow: auto; border: 1px solid var(--jp-border-color2, #e0e0e0);
   border-radius: 4px; padding: 6px 8px; box-sizing: border-box; font-size: var(--jp-ui-font-size0, 12px); }
@@ -509,7 +512,7 @@ export default () => {
         r.setAttribute("y", String(c.y - c.h / 2));
         r.setAttribute("width", String(c.w));
         r.setAttribute("height", String(c.h));
-        const t = svg("text", "");
+        const t = svg("text", "dsn-cluster-label");
         t.setAttribute("x", String(c.x - c.w / 2 + 6));
         t.setAttribute("y", String(c.y - c.h / 2 + 12));
         t.textContent = clip(`${c.node.label} · ${c.node.type}`, Math.max(30, c.w - 10), "11px system-ui");
@@ -521,10 +524,12 @@ export default () => {
         const tt = svg("title", "");
         tt.textContent = `${c.node.name || c.node.label} (${c.node.type}) — double-click to collapse`;
         hit.appendChild(tt);
-        g.append(r, t, hit);
+        g.append(r, hit);
         c.g = g;
         gClusters.appendChild(g);
+        gLabels.appendChild(t); // above the edges
       }
+      const placed: Array<[number, number, number, number]> = [];
       for (const e of L.edges) {
         if (!e.points.length) continue;
         const p = svg("path", "dsn-edge") as SVGPathElement;
@@ -534,8 +539,12 @@ export default () => {
         p.dataset.b = e.b;
         e.path = p;
         gEdges.appendChild(p);
-        if (e.label) {
-          const mid = e.points[Math.floor(e.points.length / 2)];
+        const mid = e.points[Math.floor(e.points.length / 2)];
+        const lw = e.label ? textW(e.label, "10px system-ui") : 0;
+        const r: [number, number, number, number] = [mid.x + 5, mid.y - 8, mid.x + 5 + lw, mid.y + 4];
+        // skip a label that would overlap one already placed (its shape is in the details panel)
+        if (e.label && !placed.some((q) => r[0] < q[2] && q[0] < r[2] && r[1] < q[3] && q[1] < r[3])) {
+          placed.push(r);
           const t = svg("text", "dsn-edge-label");
           t.setAttribute("x", String(mid.x + 5));
           t.setAttribute("y", String(mid.y + 3));
