@@ -97,7 +97,7 @@ const STYLE = `
 .dsn-cluster.dsn-selected rect { stroke: var(--jp-brand-color1, #1976d2); stroke-width: 2.5; stroke-dasharray: none; }
 .dsn-cluster text { font-size: 11px; fill: var(--jp-ui-font-color2, #555); }
 .dsn-cluster .dsn-cluster-hit { cursor: pointer; pointer-events: all; fill: transparent; stroke: none; }
-.dsn-edge { fill: none; stroke: var(--jp-ui-font-color3, #90a4ae); stroke-width: 1.2; }
+.dsn-edge { fill: none; stroke: var(--jp-ui-font-color3, #90a4ae); stroke-width: 1.2; pointer-events: none; }
 .dsn-edge.dsn-edge-sel { stroke: var(--jp-brand-color1, #1976d2); stroke-width: 2; }
 .dsn-edge-label { font-size: 10px; fill: var(--jp-ui-font-color2, #607d8b); }
 .dsn-edge-label, .dsn-cluster-label { stroke: var(--jp-layout-color0, #fff); stroke-width: 3px; paint-order: stroke;

@@ -146,6 +146,13 @@ def test_dashboard_real_model(page: Any, lab: Any, nb: Any, hm: Any) -> None:
     page.wait_for_function(
         f"() => document.querySelector('{GRAPH} .dsn-side-title').textContent === {json.dumps(HOSTILE)}")
 
+    # collapse a group (double-click its label strip) and expand it again (double-click the box)
+    page.locator(f"{GRAPH} g.dsn-cluster[data-id='block#0'] rect.dsn-cluster-hit").dblclick()
+    page.wait_for_selector(f"{GRAPH} g.dsn-node.dsn-group[data-id='block#0']", timeout=10000)
+    assert page.locator(f"{GRAPH} g.dsn-node[data-id='block.0#0']").count() == 0
+    page.locator(f"{GRAPH} g.dsn-node.dsn-group[data-id='block#0'] rect.dsn-box").dblclick()
+    page.wait_for_selector(f"{GRAPH} g.dsn-node[data-id='block.0#0']", timeout=10000)
+
     # heatmap -> graph: click the fc.weight row at some step; fc's node is selected, the step follows
     row = st["modules"].index("fc")
     canvas = hm.widget_state(page)["canvas"]
