@@ -157,6 +157,10 @@ def test_dashboard_links_selection_both_ways():
     assert heat.selected_module == HOSTILE and perf.selected_module == HOSTILE
     heat.selected_step = 7
     assert graph.step == 7
+    heat.hover_step = 3  # hovering wins while it lasts
+    assert graph.step == 3
+    heat.hover_step = -1
+    assert graph.step == 7
     assert [t for t in d.tabs.titles] == ["graph"] and list(d.children) == [heat, d.tabs]
     sugg.set_suggestions([{"id": "a", "title": "A"}])
     perf.set_tables([{"step": 0, "module": "fc", "phase": "fwd", "seconds": 0.1, "calls": 1}], [])

@@ -10,8 +10,9 @@ works between two browser windows and from Python:
 * ``heatmap.selected_module`` <-> ``graph.selected_module`` <-> ``perf.selected_module``
   (a module path; clicking a heatmap row outlines its graph node(s) and the other way
   round; a bar of the performance panel selects its module too);
-* ``heatmap.selected_step`` -> ``graph.step`` (the graph shows the latest column at or
-  before the step clicked in the heatmap; -1 = follow the latest).
+* ``heatmap.hover_step`` (while the pointer is over a cell, debounced) else
+  ``heatmap.selected_step`` -> ``graph.step`` (the graph shows the latest column at or
+  before that step; -1 = follow the latest).
 """
 from __future__ import annotations
 
@@ -36,8 +37,12 @@ class Dashboard(ipywidgets.VBox):
             if other is not None:
                 self.links.append(traitlets.link((heatmap, "selected_module"), (other, "selected_module")))
         if graph is not None:
-            self.links.append(traitlets.dlink((heatmap, "selected_step"), (graph, "step")))
+            heatmap.observe(self._follow_step, ["hover_step", "selected_step"])
         self.refresh()
+
+    def _follow_step(self, _change: Any = None) -> None:
+        h = getattr(self.heatmap, "hover_step", -1)
+        self.graph.step = h if h >= 0 else self.heatmap.selected_step
 
     def panels(self) -> list[tuple[str, Any]]:
         out = []

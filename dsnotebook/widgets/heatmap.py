@@ -101,6 +101,8 @@ class HeatmapWidget(anywidget.AnyWidget):
     #: step of the cell clicked (-1 = none); settable from Python (outlines those rows)
     selected_module = traitlets.Unicode("").tag(sync=True)
     selected_step = traitlets.Int(-1).tag(sync=True)
+    #: the step under the pointer (debounced; -1 = none), for panels that follow it
+    hover_step = traitlets.Int(-1).tag(sync=True)
 
     #: at most one send per this many seconds (append/drop/status)
     MIN_INTERVAL = 0.1

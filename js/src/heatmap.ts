@@ -49,6 +49,7 @@ interface Model {
   snapshot_meta: SnapshotMeta;
   selected_module?: string;
   selected_step?: number;
+  hover_step?: number;
 }
 interface DeltaMsg {
   type: string;
@@ -878,10 +879,24 @@ export default () => {
       else frame = requestAnimationFrame(draw);
     };
 
+    // the step under the pointer, debounced, for linked panels (-1: none)
+    let hoverTimer = 0;
+    let hoverSent = -1;
+    const sendHover = (step: number) => {
+      window.clearTimeout(hoverTimer);
+      hoverTimer = window.setTimeout(() => {
+        if (step === hoverSent) return;
+        hoverSent = step;
+        model.set("hover_step", step);
+        model.save_changes();
+      }, 150);
+    };
     const onMove = (ev: MouseEvent) => {
       const rect = canvas.getBoundingClientRect();
       hover = { x: ev.clientX - rect.left, y: ev.clientY - rect.top };
       showTooltip(hover.x, hover.y);
+      const c = tooltip.style.display === "block" ? Number(tooltip.dataset.col) : -1;
+      sendHover(c >= 0 && c < store.nCols ? store.steps[c] : -1);
     };
     // zoom: drag across steps; double-click or the button shows all again
     const plotX = (ev: MouseEvent): number => {
@@ -938,6 +953,7 @@ export default () => {
     const onLeave = () => {
       hover = null;
       hideTooltip();
+      sendHover(-1);
     };
     const onSelect = () => {
       model.set("stat", select.value);
@@ -1066,6 +1082,7 @@ export default () => {
 
     return () => {
       unsubscribe();
+      window.clearTimeout(hoverTimer);
       resize.disconnect();
       if (frame) {
         cancelAnimationFrame(frame);

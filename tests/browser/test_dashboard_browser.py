@@ -168,6 +168,14 @@ def test_dashboard_real_model(page: Any, lab: Any, nb: Any, hm: Any) -> None:
     expected_col = max(i for i, s in enumerate(st["act_steps"]) if s <= 9)
     page.wait_for_function(f"() => document.querySelector('{GRAPH}').dataset.column === '{expected_col}'")
     assert page.locator(".dsn-heatmap-selection").is_visible()
+    # hovering a heatmap cell moves the graph's step while the pointer is there
+    page.locator(".dsn-heatmap").scroll_into_view_if_needed()
+    box = page.locator(".dsn-heatmap-canvas").bounding_box()
+    hx, hy = hm.cell_center(canvas, row, 4)
+    page.mouse.move(box["x"] + hx, box["y"] + hy)
+    page.wait_for_function(f"() => document.querySelector('{GRAPH}').dataset.step === '4'")
+    page.mouse.move(box["x"] + x, box["y"] - 40)  # off the canvas: back to the clicked step
+    page.wait_for_function(f"() => document.querySelector('{GRAPH}').dataset.column === '{expected_col}'")
     nb.screenshot(page.locator(".dsn-dashboard"), "dashboard_linked_selection.png")
 
     # the performance tab
