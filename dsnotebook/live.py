@@ -14,14 +14,7 @@ import numpy as np
 
 from .run import Run
 from .summary import text_summary
-
-HEATMAP_STATS = [
-    {"key": "norm", "label": "grad norm", "log": True},
-    {"key": "absmax", "label": "grad abs-max", "log": True},
-    {"key": "update_ratio", "label": "update / weight", "log": True},
-    {"key": "nonfinite", "label": "non-finite count", "log": False},
-    {"key": "zero_frac", "label": "zero fraction", "log": False},
-]
+from .widgets import DEFAULT_STATS as HEATMAP_STATS  # the statistics the heatmap offers
 
 
 class LiveHeatmap:
