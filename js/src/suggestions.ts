@@ -75,12 +75,14 @@ const STYLE = `
 .dsn-snippet-box { position: relative; }
 .dsn-snippet { font-family: var(--jp-code-font-family, ui-monospace, Menlo, monospace); font-size: 11.5px;
   background: var(--jp-layout-color2, #f5f5f5); border-radius: 4px; padding: 6px 8px; margin: 4px 0;
-  white-space: pre; overflow-x: auto; max-height: 220px; padding-right: 70px; }
+  white-space: pre !important; overflow-wrap: normal !important; word-break: normal !important; overflow-x: auto;
+  max-height: 220px; }
 .dsn-sugg button { font: inherit; font-size: var(--jp-ui-font-size0, 12px); color: inherit; cursor: pointer;
   background: var(--jp-layout-color1, #fff); border: 1px solid var(--jp-border-color1, #bdbdbd); border-radius: 3px;
   padding: 2px 8px; }
 .dsn-sugg button:disabled { opacity: .5; cursor: default; }
-.dsn-copy { position: absolute; right: 6px; top: 6px; }
+.dsn-snippet-head { display: flex; justify-content: space-between; align-items: center; margin-top: 4px; }
+.dsn-copy { padding: 0 8px !important; }
 .dsn-verify { background: var(--jp-brand-color1, #1976d2) !important; color: #fff !important; border-color: transparent !important; }
 .dsn-actions { display: flex; align-items: center; gap: 8px; margin-top: 4px; flex-wrap: wrap; }
 .dsn-hint { font-size: var(--jp-ui-font-size0, 11px); color: var(--jp-ui-font-color2, #777); }
@@ -148,7 +150,7 @@ const render: Render<Model> = ({ model, el: host }) => {
     const verdict = r.verdict || s.status;
     const d = el("div", `dsn-result dsn-result-${verdict === "verified" ? "verified" : "refuted"}`);
     d.dataset.verdict = verdict;
-    const head = `${verdict}: ×${fmt(r.speedup)} speed-up`;
+    const head = `${verdict} — median speed-up ×${fmt(r.speedup)}`;
     d.appendChild(text("div", "dsn-result-head", head));
     const lines: string[] = [];
     if (r.baseline_s !== undefined && r.variant_s !== undefined)
@@ -185,7 +187,9 @@ const render: Render<Model> = ({ model, el: host }) => {
       btn.type = "button";
       btn.textContent = copied.get(s.id) || "copy";
       btn.addEventListener("click", () => copy(s.id, s.snippet, pre));
-      box.append(pre, btn);
+      const sh = el("div", "dsn-snippet-head");
+      sh.append(text("span", "dsn-hint", "code"), btn);
+      box.append(sh, pre);
       c.appendChild(box);
     }
     const actions = el("div", "dsn-actions");
