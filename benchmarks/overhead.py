@@ -28,11 +28,11 @@ def _block(model, opt, xb, yb, steps: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def measure(name: str, model: torch.nn.Module, batch: int, pairs: int, steps: int) -> dict:
+def measure(name: str, model: torch.nn.Module, batch: int, pairs: int, steps: int, every: int = 1) -> dict:
     x, y, _, _ = load_digits_tensors()
     xb, yb = x[:batch], y[:batch]
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    tracer = ModelTracer(model, opt, every=1, keep=256)
+    tracer = ModelTracer(model, opt, every=every, keep=256)
     _block(model, opt, xb, yb, steps)  # warm-up
     with tracer:
         _block(model, opt, xb, yb, steps)
@@ -58,12 +58,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--pairs", type=int, default=30)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--every", type=int, default=1, help="record statistics every N steps")
     args = ap.parse_args()
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; statistics every step")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; statistics every {args.every} step(s)")
     print(f"{'model':<22}{'tensors':>8}{'batch':>6}{'plain ms':>10}{'traced ms':>11}{'overhead':>10}  IQR")
     for name, model, batch in (("digits CNN", DigitsCNN(), 64), ("transformer encoder", DigitsTransformer(), 128)):
-        r = measure(name, model, batch, args.pairs, args.steps)
+        r = measure(name, model, batch, args.pairs, args.steps, args.every)
         print(f"{r['model']:<22}{r['tensors']:>8}{r['batch']:>6}{r['plain_ms']:>10.2f}{r['traced_ms']:>11.2f}"
               f"{r['overhead_pct']:>9.1f}%  [{r['iqr_pct'][0]:+.1f}%, {r['iqr_pct'][1]:+.1f}%]")
 
