@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-import torch.nn.functional as F
 
 from dsnotebook import ModelTracer
 from dsnotebook.examples import DigitsCNN, DigitsTransformer, load_digits_tensors
 from dsnotebook.graph import GraphRecorder
+
+from _pairs import interleaved, overhead_pct, train_block
 
 VARIANTS = [
     ("grads only", {}),
@@ -32,36 +32,13 @@ VARIANTS = [
 ]
 
 
-def _block(model, opt, xb, yb, steps: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(xb), yb).backward()
-        opt.step()
-    return (time.perf_counter() - t0) / steps
-
-
-def _summary(ratios: list[float]) -> tuple[float, float, float]:
-    q = statistics.quantiles(ratios, n=4)
-    return 100 * (statistics.median(ratios) - 1), 100 * (q[0] - 1), 100 * (q[2] - 1)
-
-
 def measure(model, opt, xb, yb, kwargs: dict, pairs: int, steps: int) -> tuple[float, float, tuple]:
     tracer = ModelTracer(model, opt, every=1, keep=256, capture_graph=False, **kwargs)
     with tracer:
-        _block(model, opt, xb, yb, steps)  # warm-up (workspaces, first sample)
-    plain, ratios = [], []
-    for i in range(pairs):
-        t = {}
-        for on in ((False, True) if i % 2 == 0 else (True, False)):
-            if on:
-                with tracer:
-                    t[on] = _block(model, opt, xb, yb, steps)
-            else:
-                t[on] = _block(model, opt, xb, yb, steps)
-        plain.append(t[False])
-        ratios.append(t[True] / t[False])
-    return 1e3 * statistics.median(plain), 1e3 * statistics.median(plain) * statistics.median(ratios), _summary(ratios)
+        train_block(model, opt, xb, yb, steps)  # warm-up (workspaces, first sample)
+    plain, _, ratios = interleaved(tracer, model, opt, xb, yb, pairs, steps)
+    return (1e3 * statistics.median(plain), 1e3 * statistics.median(plain) * statistics.median(ratios),
+            overhead_pct(ratios))
 
 
 def measure_capture(model, opt, xb, yb, pairs: int) -> tuple[float, float, tuple, int]:
@@ -72,14 +49,14 @@ def measure_capture(model, opt, xb, yb, pairs: int) -> tuple[float, float, tuple
         t = {}
         for capture in ((False, True) if i % 2 == 0 else (True, False)):
             rec = GraphRecorder(model).start() if capture else None
-            t[capture] = _block(model, opt, xb, yb, 1)
+            t[capture] = train_block(model, opt, xb, yb, 1)
             if rec is not None:
                 nodes = len(rec.result["nodes"])
                 rec.stop()
             times[capture].append(t[capture])
         ratios.append(t[True] / t[False])
     plain = statistics.median(times[False])
-    return 1e3 * plain, 1e3 * plain * statistics.median(ratios), _summary(ratios), nodes
+    return 1e3 * plain, 1e3 * plain * statistics.median(ratios), overhead_pct(ratios), nodes
 
 
 def main() -> None:
@@ -96,7 +73,7 @@ def main() -> None:
     for name, model, batch in (("digits CNN", DigitsCNN(), 64), ("transformer", DigitsTransformer(), 128)):
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         xb, yb = x[:batch], y[:batch]
-        _block(model, opt, xb, yb, 10)
+        train_block(model, opt, xb, yb, 10)
         for label, kwargs in ([] if args.capture_only else VARIANTS):
             plain, traced, (med, lo, hi) = measure(model, opt, xb, yb, kwargs, args.pairs, args.steps)
             print(f"{name:<13}{label:<24}{plain:>9.2f}{traced:>10.2f}{med:>9.1f}%  [{lo:+.1f}%, {hi:+.1f}%]")

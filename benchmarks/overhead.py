@@ -10,22 +10,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-import torch.nn.functional as F
 
 from dsnotebook import ModelTracer
 from dsnotebook.examples import DigitsCNN, DigitsTransformer, load_digits_tensors
 
-
-def _block(model, opt, xb, yb, steps: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(xb), yb).backward()
-        opt.step()
-    return (time.perf_counter() - t0) / steps
+from _pairs import interleaved, overhead_pct, train_block
 
 
 def measure(name: str, model: torch.nn.Module, batch: int, pairs: int, steps: int, every: int = 1) -> dict:
@@ -33,24 +24,14 @@ def measure(name: str, model: torch.nn.Module, batch: int, pairs: int, steps: in
     xb, yb = x[:batch], y[:batch]
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     tracer = ModelTracer(model, opt, every=every, keep=256)
-    _block(model, opt, xb, yb, steps)  # warm-up
+    train_block(model, opt, xb, yb, steps)  # warm-up
     with tracer:
-        _block(model, opt, xb, yb, steps)
-    plain, traced, ratios = [], [], []
-    for i in range(pairs):
-        order = (False, True) if i % 2 == 0 else (True, False)
-        t = {}
-        for on in order:
-            if on:
-                with tracer:
-                    t[on] = _block(model, opt, xb, yb, steps)
-            else:
-                t[on] = _block(model, opt, xb, yb, steps)
-        plain.append(t[False]); traced.append(t[True]); ratios.append(t[True] / t[False])
-    q = statistics.quantiles(ratios, n=4)
+        train_block(model, opt, xb, yb, steps)
+    plain, traced, ratios = interleaved(tracer, model, opt, xb, yb, pairs, steps)
+    median, q1, q3 = overhead_pct(ratios)
     return {"model": name, "tensors": len(list(model.parameters())), "batch": batch,
             "plain_ms": 1e3 * statistics.median(plain), "traced_ms": 1e3 * statistics.median(traced),
-            "overhead_pct": 100 * (statistics.median(ratios) - 1), "iqr_pct": (100 * (q[0] - 1), 100 * (q[2] - 1)),
+            "overhead_pct": median, "iqr_pct": (q1, q3),
             "recorded_steps": len(tracer.run.steps)}
 
 

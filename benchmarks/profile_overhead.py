@@ -12,24 +12,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-import torch.nn.functional as F
 
 from dsnotebook import ModelTracer
 from dsnotebook.examples import DigitsCNN, DigitsTransformer, load_digits_tensors
 
+from _pairs import interleaved, overhead_pct, train_block
+
 NO_STATS = 10**9  # tracer.every: gradient statistics only at step 0
-
-
-def _block(model, opt, xb, yb, steps: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(xb), yb).backward()
-        opt.step()
-    return (time.perf_counter() - t0) / steps
 
 
 def measure(model: torch.nn.Module, batch: int, profile_every: int, pairs: int, steps: int) -> dict:
@@ -38,25 +29,14 @@ def measure(model: torch.nn.Module, batch: int, profile_every: int, pairs: int, 
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     tracer = ModelTracer(model, opt, every=NO_STATS, keep=64, profile_every=profile_every, capture_graph=False,
                          nonfinite="off", track_updates=False)
-    _block(model, opt, xb, yb, steps)  # warm-up
+    train_block(model, opt, xb, yb, steps)  # warm-up
     with tracer:
-        _block(model, opt, xb, yb, steps)
-    plain, traced, ratios = [], [], []
-    for i in range(pairs):
-        t = {}
-        for on in ((False, True) if i % 2 == 0 else (True, False)):
-            if on:
-                with tracer:
-                    t[on] = _block(model, opt, xb, yb, steps)
-            else:
-                t[on] = _block(model, opt, xb, yb, steps)
-        plain.append(t[False])
-        traced.append(t[True])
-        ratios.append(t[True] / t[False])
-    q = statistics.quantiles(ratios, n=4)
+        train_block(model, opt, xb, yb, steps)
+    plain, traced, ratios = interleaved(tracer, model, opt, xb, yb, pairs, steps)
+    median, q1, q3 = overhead_pct(ratios)
     sampled = tracer.run.records.tables["timings"]
     return {"plain_ms": 1e3 * statistics.median(plain), "traced_ms": 1e3 * statistics.median(traced),
-            "overhead_pct": 100 * (statistics.median(ratios) - 1), "iqr": (100 * (q[0] - 1), 100 * (q[2] - 1)),
+            "overhead_pct": median, "iqr": (q1, q3),
             "sampled_steps": len({r["step"] for r in sampled})}
 
 
