@@ -27,6 +27,7 @@ from torch.optim.optimizer import (
 )
 
 from ._dataflow import Dataflow
+from . import _gradscaler
 from .run import Run
 from .stats import TorchStatsBackend
 from .transfer import HostCopier
@@ -138,6 +139,7 @@ class ModelTracer:
         self._snapshots: dict[int, list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]]] = {}
         self._explicit_snapshot: list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]] | None = None
         self._hook_steps = 0
+        self._scaler_stop: Any = None  # stops the GradScaler skipped-step listener
         self._outer_frames: dict[int, Any] = {}  # optimizer id -> frame of its running step() hooks
         self._owned_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._unowned_cache: tuple[int, list[int]] = (-1, [])
@@ -182,6 +184,7 @@ class ModelTracer:
         else:  # any optimizer that updates this model's parameters
             self._handles.append(register_optimizer_step_pre_hook(self._pre_step))
             self._handles.append(register_optimizer_step_post_hook(self._post_step))
+        self._scaler_stop = _gradscaler.listen(self._scaler_skipped_step)
         self._attached = True
         try:
             self._dataflow.attach(self.step_count)
@@ -196,6 +199,9 @@ class ModelTracer:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        if self._scaler_stop is not None:
+            self._scaler_stop()
+            self._scaler_stop = None
         was_attached, self._attached = self._attached, False
         try:
             self._dataflow.detach(self.step_count)
@@ -281,6 +287,22 @@ class ModelTracer:
             return True
         self._outer_frames.pop(id(opt), None)
         return False
+
+    def _scaler_skipped_step(self, opt: torch.optim.Optimizer) -> None:
+        """GradScaler skipped opt.step() (inf/NaN gradients): record the step all the same.
+
+        The hooks run as if the optimizer had stepped, so the non-finite gradients are
+        recorded (and arm the non-finite checks) and the update statistics say, truthfully,
+        that nothing changed.
+        """
+        if self._optimizers and not any(r() is opt for r in self._optimizers):
+            return
+        if not self._owned(opt):
+            return
+        self._pre_step(opt, (), {})
+        self.run.add_event(self.step_count, "warning", None,
+                           "GradScaler skipped optimizer.step(): inf/NaN in the unscaled gradients")
+        self._post_step(opt, (), {})
 
     def _pre_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if self._nested_call(opt, pre=True):

@@ -312,3 +312,28 @@ def test_regression_step_that_raised_does_not_stall_the_clock():
         opt.fail = False
         _train(model, opt, 2)
     assert tracer.run.steps == [0, 1, 2, 3, 4]
+
+
+def test_steps_skipped_by_gradscaler_are_recorded():
+    from dsnotebook import _gradscaler
+
+    original = torch.amp.GradScaler._maybe_opt_step
+    model = tiny_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu")
+    with ModelTracer(model) as tracer:
+        for i in range(4):
+            x, y = _data(seed=i)
+            opt.zero_grad()
+            scaler.scale(F.cross_entropy(model(x), y)).backward()
+            if i == 2:
+                model[3].bias.grad[0] = float("inf")
+            scaler.step(opt)
+            scaler.update()
+    assert torch.amp.GradScaler._maybe_opt_step is original and not _gradscaler._listeners
+    assert tracer.run.steps == [0, 1, 2, 3]
+    grads = tracer.to_dataframe("grads")
+    assert grads.query("step == 2 and name == '3.bias'").nonfinite.item() == 1
+    upd = tracer.to_dataframe("updates")
+    assert (upd.query("step == 2").changed_frac == 0).all() and (upd.query("step == 3").changed_frac > 0).any()
+    assert any("GradScaler skipped" in e["detail"] and e["step"] == 2 for e in tracer.run.events)
