@@ -10,13 +10,12 @@ marks step ends with :meth:`ModelTracer.step`.  Results travel to the host throu
 from __future__ import annotations
 
 import datetime
-import os
 import platform
 import sys
 import warnings
 import weakref
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -26,66 +25,14 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
-from ._dataflow import Dataflow
 from . import _gradscaler
+from ._dataflow import Dataflow
+from .backends import BACKENDS, make_backend
+from .model_info import describe_parameters, hardware_info
 from .run import Run
-from .stats import TorchStatsBackend
 from .transfer import HostCopier
 
-BACKENDS = ("auto", "torch", "cupy")
-
-
-def _display_name(name: str) -> str:
-    # torch.compile wraps the model in OptimizedModule: hide its attribute in names.
-    return name.replace("_orig_mod.", "")
-
-
-def describe_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[dict[str, Any]]]:
-    """Unique parameters in model order, named by module path (shared ones listed once)."""
-    seen: dict[int, int] = {}
-    params: list[nn.Parameter] = []
-    rows: list[dict[str, Any]] = []
-    for name, p in model.named_parameters(remove_duplicate=False):
-        name = _display_name(name)
-        if id(p) in seen:
-            rows[seen[id(p)]]["aliases"].append(name)
-            continue
-        module, _, attr = name.rpartition(".")
-        seen[id(p)] = len(rows)
-        params.append(p)
-        rows.append({"tensor_id": len(rows), "name": name, "module": module or "(root)", "tensor": attr,
-                     "shape": list(p.shape), "dtype": str(p.dtype).replace("torch.", ""),
-                     "numel": p.numel(), "trainable": bool(p.requires_grad), "aliases": []})
-    return params, rows
-
-
-def _hardware() -> dict[str, Any]:
-    info: dict[str, Any] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                            "cuda": torch.cuda.is_available()}
-    if info["cuda"]:
-        info["gpu"] = torch.cuda.get_device_name()
-        info["cuda_version"] = torch.version.cuda
-    return info
-
-
-def make_backend(choice: str, device: torch.device) -> Any:
-    """Pick the statistics backend for tensors on ``device``."""
-    if choice not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {choice!r}")
-    if choice == "torch" or device.type != "cuda":
-        if choice == "cupy":
-            warnings.warn(f"backend='cupy' needs CUDA tensors; tensors on {device} use the torch backend",
-                          stacklevel=3)
-        return TorchStatsBackend()
-    from . import kernels  # lazy: cupy is optional
-
-    if kernels.is_available():
-        return kernels.CupyStatsBackend()
-    if choice == "cupy":
-        raise RuntimeError("backend='cupy' asked for, but cupy is not installed or sees no GPU "
-                           "(pip install 'dsnotebook[gpu]')")
-    return TorchStatsBackend()
-
+__all__ = ["ModelTracer", "BACKENDS", "describe_parameters"]
 
 class ModelTracer:
     """Record gradient and update statistics of ``model`` at every ``every``-th training step.
@@ -163,7 +110,7 @@ class ModelTracer:
         return {"model": type(model).__name__, "parameters": int(sum(p.numel() for p in params)),
                 "tensors": len(params), "trainable": int(sum(p.numel() for p in params if p.requires_grad)),
                 "optimizers": [type(o).__name__ for o in optimizers], "every": self.every,
-                "torch": torch.__version__, "python": platform.python_version(), "hardware": _hardware(),
+                "torch": torch.__version__, "python": platform.python_version(), "hardware": hardware_info(),
                 "started": datetime.datetime.now().isoformat(timespec="seconds")}
 
     @property
