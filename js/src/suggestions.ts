@@ -231,6 +231,8 @@ const render: Render<Model> = ({ model, el: host }) => {
     root.replaceChildren(...parts);
     root.dataset.draws = String(++draws);
     root.dataset.cards = String(list.length);
+    // Counts draws that showed a running verification: a fast one may be over before a test looks.
+    if (root.querySelector(".dsn-progress")) root.dataset.progressDraws = String(Number(root.dataset.progressDraws || 0) + 1);
   };
   const names = ["suggestions", "progress", "status", "title"];
   for (const n of names) model.on(`change:${n}`, draw);
