@@ -20,15 +20,16 @@ from .verify import Progress, VerifyResult, verify_variant
 CATEGORIES = ("speed", "memory", "training", "distributed")
 
 
-def _json(v: Any) -> Any:
+def to_json(v: Any) -> Any:
+    """Plain JSON values: non-finite floats -> None, numpy/torch scalars -> Python numbers."""
     if isinstance(v, float):
         return v if math.isfinite(v) else None
     if isinstance(v, dict):
-        return {str(k): _json(x) for k, x in v.items()}
+        return {str(k): to_json(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_json(x) for x in v]
+        return [to_json(x) for x in v]
     if hasattr(v, "item") and callable(v.item):  # numpy / torch scalars
-        return _json(v.item())
+        return to_json(v.item())
     if v is None or isinstance(v, (str, int, bool)):
         return v
     return str(v)
@@ -149,7 +150,7 @@ class Suggestion:
         result = self.result.to_record() if self.result is not None else None
         if self.error:
             result = {"error": self.error}
-        return _json({"id": self.id, "rule": self.rule, "title": self.title, "category": self.category,
+        return to_json({"id": self.id, "rule": self.rule, "title": self.title, "category": self.category,
                       "severity": self.severity, "evidence": self.evidence, "gain": self.gain,
                       "snippet": self.snippet, "verify_hint": self.verify_hint, "can_verify": self.can_verify,
                       "status": self.status, "result": result})

@@ -12,31 +12,17 @@ puts the returned record in place (status verified / refuted / error with its nu
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import anywidget
 import traitlets
 
+from ..advisor.suggestion import to_json
 from ._series import load_esm
 
 __all__ = ["SuggestionsWidget"]
 
 VerifyHandler = Callable[[str, int, Callable[[int, int, str], None]], dict[str, Any]]
-
-
-def _json(v: Any) -> Any:
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {str(k): _json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json(x) for x in v]
-    if hasattr(v, "item") and callable(v.item):
-        return _json(v.item())
-    if v is None or isinstance(v, (str, int, bool)):
-        return v
-    return str(v)
 
 
 class SuggestionsWidget(anywidget.AnyWidget):
@@ -50,17 +36,17 @@ class SuggestionsWidget(anywidget.AnyWidget):
 
     def __init__(self, suggestions: list[dict[str, Any]] | None = None, on_verify: VerifyHandler | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(suggestions=_json(list(suggestions or [])), **kwargs)
+        super().__init__(suggestions=to_json(list(suggestions or [])), **kwargs)
         self.on_verify = on_verify
         self.on_msg(self._on_msg)
 
     def set_suggestions(self, records: list[dict[str, Any]]) -> None:
-        recs = _json([dict(r) for r in records])
+        recs = to_json([dict(r) for r in records])
         if recs != self.suggestions:
             self.suggestions = recs
 
     def update_record(self, record: dict[str, Any]) -> None:
-        rec = _json(dict(record))
+        rec = to_json(dict(record))
         out = [rec if s.get("id") == rec.get("id") else s for s in self.suggestions]
         if not any(s.get("id") == rec.get("id") for s in self.suggestions):
             out.append(rec)
@@ -100,6 +86,6 @@ class SuggestionsWidget(anywidget.AnyWidget):
             if s.get("id") == suggestion_id:
                 s = dict(s, status=status)
                 if result is not None:
-                    s["result"] = _json(result)
+                    s["result"] = to_json(result)
             out.append(s)
         self.suggestions = out

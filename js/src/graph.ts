@@ -14,36 +14,13 @@
 //   view.ts         DOM, layout cache, draw loop, selection, wiring
 //   style.ts        the stylesheet
 import type { Initialize } from "@anywidget/types";
-import { Store, applyDelta, applySnapshot } from "./heatmap/store";
+import { Store, followModel } from "./heatmap/store";
 import type { Model } from "./graph/types";
 import { createRender } from "./graph/view";
 
 export default () => {
   const store = new Store();
-  const initialize: Initialize<Model> = ({ model }) => {
-    applySnapshot(model as never, store, true);
-    const onCustom = (msg: Parameters<typeof applyDelta>[1], buffers: DataView[]) => {
-      if (applyDelta(store, msg, buffers)) store.changed();
-    };
-    const onSnapshot = () => {
-      if (applySnapshot(model as never, store, false)) store.changed();
-    };
-    const onShape = () => {
-      applySnapshot(model as never, store, true);
-      store.changed();
-    };
-    model.on("msg:custom", onCustom);
-    model.on("change:snapshot_meta", onSnapshot);
-    model.on("change:rows", onShape);
-    model.on("change:stats", onShape);
-    return () => {
-      model.off("msg:custom", onCustom);
-      model.off("change:snapshot_meta", onSnapshot);
-      model.off("change:rows", onShape);
-      model.off("change:stats", onShape);
-    };
-  };
-
+  const initialize: Initialize<Model> = ({ model }) => followModel(model as never, store);
   const render = createRender(store);
   return { initialize, render };
 };

@@ -231,3 +231,29 @@ export function applyDelta(store: Store, msg: DeltaMsg, buffers: DataView[]): bo
   store.seq = msg.seq;
   return true;
 }
+
+/** Keep `store` in step with a model on this protocol (deltas, snapshots, shape changes);
+ *  used by every widget that carries per-step series. Returns the function that stops it. */
+export function followModel(model: AnyModel<Model>, store: Store): () => void {
+  applySnapshot(model, store, true);
+  const onCustom = (msg: DeltaMsg, buffers: DataView[]) => {
+    if (applyDelta(store, msg, buffers)) store.changed();
+  };
+  const onSnapshot = () => {
+    if (applySnapshot(model, store, false)) store.changed();
+  };
+  const onShape = () => {
+    applySnapshot(model, store, true);
+    store.changed();
+  };
+  model.on("msg:custom", onCustom);
+  model.on("change:snapshot_meta", onSnapshot);
+  model.on("change:rows", onShape);
+  model.on("change:stats", onShape);
+  return () => {
+    model.off("msg:custom", onCustom);
+    model.off("change:snapshot_meta", onSnapshot);
+    model.off("change:rows", onShape);
+    model.off("change:stats", onShape);
+  };
+}
