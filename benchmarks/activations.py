@@ -19,7 +19,7 @@ import torch
 
 from dsnotebook import ModelTracer
 from dsnotebook.examples import DigitsCNN, DigitsTransformer, load_digits_tensors
-from dsnotebook.graph import GraphRecorder
+from dsnotebook.dataflow.graph import GraphRecorder
 
 from _pairs import interleaved, overhead_pct, train_block
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from dsnotebook import ModelTracer
-from dsnotebook.hardware import detect_gpu
+from dsnotebook.perf.hardware import detect_gpu
 
 
 def resnet50_case():
@@ -96,7 +96,7 @@ def run_case(name: str, parts, steps: int, out: pathlib.Path) -> dict:
         win.close()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    from dsnotebook.advisor import measures
+    from dsnotebook.perf import measures
 
     ph = measures.phases(tracer.run)
     print(f"\n=== {name}: {1e3 * ph.get('step', 0):.1f} ms/step; phases (ms): "

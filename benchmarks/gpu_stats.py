@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from dsnotebook.kernels import CupyStatsBackend, is_available
-from dsnotebook.stats import TorchStatsBackend
+from dsnotebook.stats.reference import TorchStatsBackend
 
 LINES: list[str] = []
 PROFILES: list[str] = []

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .run import Run
-from .tracer import ModelTracer
+from dsnotebook.run.store import Run
+from dsnotebook.trace.tracer import ModelTracer
 
 __version__ = "0.1.0"
 __all__ = ["ModelTracer", "Run", "detect_gpu", "load_ipython_extension", "__version__"]
@@ -16,7 +16,7 @@ __all__ = ["ModelTracer", "Run", "detect_gpu", "load_ipython_extension", "__vers
 
 def __getattr__(name: str) -> Any:
     if name == "detect_gpu":  # lazy: hardware detection is not needed to import the package
-        from .hardware import detect_gpu
+        from dsnotebook.perf.hardware import detect_gpu
 
         return detect_gpu
     raise AttributeError(f"module 'dsnotebook' has no attribute {name!r}")
@@ -24,7 +24,7 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext dsnotebook``: registers ``%%deepseek_trace``."""
-    from ._magics import TraceMagics
+    from dsnotebook._magics import TraceMagics
 
     ipython.register_magics(TraceMagics)
 

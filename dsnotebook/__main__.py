@@ -9,8 +9,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from . import ModelTracer
-from .examples import DigitsCNN, batches, load_digits_tensors
+from dsnotebook import ModelTracer
+from dsnotebook.examples import DigitsCNN, batches, load_digits_tensors
 
 
 def demo(epochs: int, out: pathlib.Path, every: int) -> pathlib.Path:

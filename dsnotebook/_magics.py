@@ -16,9 +16,9 @@ from IPython.core.magic import Magics, cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from torch import nn
 
-from .nonfinite import MODES as NONFINITE_MODES
-from .summary import nonfinite_lines
-from .tracer import BACKENDS, ModelTracer
+from dsnotebook.dataflow.nonfinite import MODES as NONFINITE_MODES
+from dsnotebook.views.text import nonfinite_lines
+from dsnotebook.trace.tracer import BACKENDS, ModelTracer
 
 
 def _user_objects(ns: dict[str, Any], kind: type) -> dict[str, Any]:
@@ -161,11 +161,11 @@ def _live_view(tracer: ModelTracer, graph: bool = True) -> Any:
     """The dashboard (heatmap, graph, events, performance, suggestions); the heatmap alone
     without a graph capture (``--no-graph``)."""
     if graph:
-        from .live_dashboard import LiveDashboard
+        from dsnotebook.views.live_dashboard import LiveDashboard
 
         view: Any = LiveDashboard(tracer.run, flush=tracer.flush)
     else:
-        from .live import LiveHeatmap
+        from dsnotebook.views.live_heatmap import LiveHeatmap
 
         view = LiveHeatmap(tracer.run, flush=tracer.flush)
     tracer._views.append(view)  # reachable afterwards: _trace._views[0].widget

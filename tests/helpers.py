@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from dsnotebook.stats import HIST_BINS, HIST_EXP_MIN
+from dsnotebook.stats.reference import HIST_BINS, HIST_EXP_MIN
 
 
 def plain_grad_stats(t: torch.Tensor) -> dict:

@@ -14,17 +14,17 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable
 
-from ..hardware import HardwareProfile, detect_gpu
-from .context import AdviceContext
-from .rules_data import data_loader_bound
-from .rules_distributed import ddp_communication
-from .rules_launch import compile_launch_bound, fused_optimizer
-from .rules_memory import batch_headroom, gradient_checkpointing
-from .rules_precision import channels_last, mixed_precision, tf32
-from .rules_training import dead_units, exploding_vanishing, update_ratio
-from .suggestion import Suggestion
-from .variants import Variant
-from .verify import Progress, TrainingState, VerifyResult, verify_variant
+from dsnotebook.perf.hardware import HardwareProfile, detect_gpu
+from dsnotebook.advisor.context import AdviceContext
+from dsnotebook.advisor.rules_data import data_loader_bound
+from dsnotebook.advisor.rules_distributed import ddp_communication
+from dsnotebook.advisor.rules_launch import compile_launch_bound, fused_optimizer
+from dsnotebook.advisor.rules_memory import batch_headroom, gradient_checkpointing
+from dsnotebook.advisor.rules_precision import channels_last, mixed_precision, tf32
+from dsnotebook.advisor.rules_training import dead_units, exploding_vanishing, update_ratio
+from dsnotebook.advisor.suggestion import Suggestion
+from dsnotebook.advisor.variants import Variant
+from dsnotebook.advisor.verify import Progress, TrainingState, VerifyResult, verify_variant
 
 Rule = Callable[[Any, HardwareProfile, AdviceContext], "Suggestion | None"]
 RULES: list[Rule] = [data_loader_bound, mixed_precision, tf32, channels_last, compile_launch_bound,

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hardware import HardwareProfile
-from . import measures
-from .context import AdviceContext
-from .settings import dataloader_workers
-from .suggestion import Suggestion
-from .variants import Variant, faster_loading
+from dsnotebook.perf.hardware import HardwareProfile
+from dsnotebook.perf import measures
+from dsnotebook.advisor.context import AdviceContext
+from dsnotebook.advisor.settings import dataloader_workers
+from dsnotebook.advisor.suggestion import Suggestion
+from dsnotebook.advisor.variants import Variant, faster_loading
 
 DATA_SHARE = 0.15  # of the step spent waiting between optimizer step and forward
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hardware import HardwareProfile
-from . import measures
-from .context import AdviceContext
-from .suggestion import Suggestion
+from dsnotebook.perf.hardware import HardwareProfile
+from dsnotebook.perf import measures
+from dsnotebook.advisor.context import AdviceContext
+from dsnotebook.advisor.suggestion import Suggestion
 
 COMM_SHARE = 0.3
 

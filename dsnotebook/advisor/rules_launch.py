@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hardware import HardwareProfile
-from . import measures
-from .context import AdviceContext
-from .suggestion import Suggestion
-from .variants import Variant, compile_in_place, set_optimizer_impl
+from dsnotebook.perf.hardware import HardwareProfile
+from dsnotebook.perf import measures
+from dsnotebook.advisor.context import AdviceContext
+from dsnotebook.advisor.suggestion import Suggestion
+from dsnotebook.advisor.variants import Variant, compile_in_place, set_optimizer_impl
 
 PER_LAYER_S = 50e-6  # fwd+bwd per leaf-module call below this: launches, not math, set the pace
 HOST_OVER_DEVICE = 1.0  # profiler window: host op time above device time

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hardware import HardwareProfile
-from . import measures
-from .context import AdviceContext
-from .suggestion import Suggestion
-from .variants import Variant, checkpoint_modules, loader_with
+from dsnotebook.perf.hardware import HardwareProfile
+from dsnotebook.perf import measures
+from dsnotebook.advisor.context import AdviceContext
+from dsnotebook.advisor.suggestion import Suggestion
+from dsnotebook.advisor.variants import Variant, checkpoint_modules, loader_with
 
 ACT_OVER_STATIC = 1.0  # activations larger than params + grads + optimizer state
 HEADROOM = 0.5  # peak allocated below half of the GPU

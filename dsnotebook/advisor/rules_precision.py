@@ -5,12 +5,12 @@ from typing import Any
 
 import torch
 
-from ..hardware import HardwareProfile
-from . import measures
-from .context import AdviceContext
-from .settings import autocast_choice
-from .suggestion import Suggestion
-from .variants import Variant, set_tf32, to_channels_last
+from dsnotebook.perf.hardware import HardwareProfile
+from dsnotebook.perf import measures
+from dsnotebook.advisor.context import AdviceContext
+from dsnotebook.advisor.settings import autocast_choice
+from dsnotebook.advisor.suggestion import Suggestion
+from dsnotebook.advisor.variants import Variant, set_tf32, to_channels_last
 
 COMPUTE_SHARE = 0.4  # forward + backward share of the step worth speeding up
 

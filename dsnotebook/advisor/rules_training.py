@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from ..hardware import HardwareProfile
-from . import measures
-from .context import AdviceContext
-from .suggestion import Suggestion
-from .variants import Variant, clip_gradients, scale_lr
+from dsnotebook.perf.hardware import HardwareProfile
+from dsnotebook.perf import measures
+from dsnotebook.advisor.context import AdviceContext
+from dsnotebook.advisor.suggestion import Suggestion
+from dsnotebook.advisor.variants import Variant, clip_gradients, scale_lr
 
 GROWTH = 100.0  # last global grad norm over the median of the run
 VANISH_NORM = 1e-6

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..hardware import HardwareProfile, OptimalSettings, has_conv
+from dsnotebook.perf.hardware import HardwareProfile, OptimalSettings, has_conv
 
 
 def autocast_choice(hw: HardwareProfile) -> tuple[torch.dtype | None, bool, str]:

@@ -14,8 +14,8 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .variants import Variant
-from .verify import Progress, VerifyResult, verify_variant
+from dsnotebook.advisor.variants import Variant
+from dsnotebook.advisor.verify import Progress, VerifyResult, verify_variant
 
 CATEGORIES = ("speed", "memory", "training", "distributed")
 
@@ -128,7 +128,7 @@ class Suggestion:
         ``applied.undo()``; a data change gives ``applied.data`` (the new loader, use it in
         the loop); a per-step change (autocast) is ``with applied.context(): ...``.
         """
-        from .variants import VerifyContext
+        from dsnotebook.advisor.variants import VerifyContext
 
         if self.variant is None:
             raise ValueError(f"{self.id}: nothing to apply automatically; use the snippet:\n{self.snippet}")

@@ -29,8 +29,8 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from ..profile_memory import SavedTensorMeter
-from .variants import Variant, VerifyContext
+from dsnotebook.perf.memory import SavedTensorMeter
+from dsnotebook.advisor.variants import Variant, VerifyContext
 
 Progress = Callable[[int, int, str], None]
 

@@ -1,7 +1,7 @@
 """Fused CuPy raw kernels for the per-step statistics (C12).
 
 ``is_available()`` says whether they can run here; ``CupyStatsBackend`` computes the
-same table as ``dsnotebook.stats.TorchStatsBackend`` (see ``backend.py`` for the design:
+same table as ``dsnotebook.stats.reference.TorchStatsBackend`` (see ``backend.py`` for the design:
 one multi-tensor launch, cached plans, no host synchronisation).
 
 Importing this package never imports cupy: ``import dsnotebook.kernels`` works on
@@ -57,7 +57,7 @@ def is_available() -> bool:
 def __getattr__(name: str) -> Any:
     # Lazy: the backend module imports numpy/torch helpers only when asked for.
     if name == "CupyStatsBackend":
-        from .backend import CupyStatsBackend
+        from dsnotebook.kernels.backend import CupyStatsBackend
 
         return CupyStatsBackend
     raise AttributeError(name)

@@ -1,4 +1,4 @@
-"""CupyStatsBackend: the statistics of ``dsnotebook.stats`` from fused CuPy raw kernels.
+"""CupyStatsBackend: the statistics of ``dsnotebook.stats.reference`` from fused CuPy raw kernels.
 
 Design (issue 3):
 
@@ -42,9 +42,9 @@ from typing import Any, Sequence
 
 import torch
 
-from ..stats import GRAD_COLS, UPDATE_COLS, TorchStatsBackend
-from . import layout as L
-from .plans import PlanCache
+from dsnotebook.stats.reference import GRAD_COLS, UPDATE_COLS, TorchStatsBackend
+from dsnotebook.kernels import layout as L
+from dsnotebook.kernels.plans import PlanCache
 
 KERNEL_DIR = pathlib.Path(__file__).resolve().parent
 _compile_lock = threading.Lock()

@@ -3,7 +3,7 @@
 Traits (kernel <-> browser):
 
 * ``graph``: ``{"nodes": [...], "edges": [...], "model", "message"}`` as captured by
-  :mod:`dsnotebook.graph` (only the fields the panel draws are kept). Sent once; the
+  :mod:`dsnotebook.dataflow.graph` (only the fields the panel draws are kept). Sent once; the
   browser lays it out once per set of expanded groups (dagre) and only recolours after.
 * ``rows``: ``[{"id": node id}]``, the nodes that have per-step values, and ``stats``:
   ``[{"key", "label", "log"}]``; the values travel on the heatmap's protocol
@@ -24,8 +24,8 @@ import anywidget
 import numpy as np
 import traitlets
 
-from . import colors
-from ._series import SeriesChannel, load_esm
+from dsnotebook.widgets import colors
+from dsnotebook.widgets._series import SeriesChannel, load_esm
 
 __all__ = ["GraphWidget", "GRAPH_STATS", "node_of_event_module", "slim_graph"]
 

@@ -37,7 +37,7 @@ import anywidget
 import numpy as np
 import traitlets
 
-from . import colors
+from dsnotebook.widgets import colors
 
 __all__ = ["HeatmapWidget", "DEFAULT_STATS"]
 

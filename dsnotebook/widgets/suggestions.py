@@ -17,8 +17,8 @@ from typing import Any, Callable
 import anywidget
 import traitlets
 
-from ..advisor.suggestion import to_json
-from ._series import load_esm
+from dsnotebook.advisor.suggestion import to_json
+from dsnotebook.widgets._series import load_esm
 
 __all__ = ["SuggestionsWidget"]
 

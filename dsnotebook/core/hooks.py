@@ -1,0 +1,140 @@
+"""Shared plumbing for per-module hooks: names, nested outputs, handle lifetimes, guards.
+
+Graph capture, activation sampling and non-finite localisation all hook every module of
+a model for a short time.  What they have in common lives here so that each of them
+removes every handle it made, skips forwards that activation checkpointing replays
+during backward (torch issue 139214: hooks firing then record a second, bogus call and
+leak state), and never lets its own tensor work show up as the user's graph.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from dsnotebook.core.modules import named_modules
+
+_state = threading.local()
+
+
+
+
+
+
+
+
+def in_recompute() -> bool:
+    """True while a forward runs inside a backward pass (activation checkpointing replay)."""
+    fn = getattr(torch._C, "_current_graph_task_id", None)
+    return fn is not None and fn() != -1
+
+
+@contextlib.contextmanager
+def internal() -> Iterator[None]:
+    """Mark tensor work done by dsnotebook itself: graph capture does not record it."""
+    prev = getattr(_state, "internal", False)
+    _state.internal = True
+    try:
+        yield
+    finally:
+        _state.internal = prev
+
+
+def is_internal() -> bool:
+    return getattr(_state, "internal", False)
+
+
+def in_error() -> bool:
+    """True inside an always-called forward hook that runs because forward raised."""
+    return sys.exc_info()[0] is not None
+
+
+def flatten_tensors(obj: Any, path: str = "", limit: int = 512, _depth: int = 0) -> list[tuple[str, torch.Tensor]]:
+    """Tensors inside nested tuples/lists/dicts/dataclasses (e.g. a Hugging Face ModelOutput),
+    each with a readable path like ``logits``, ``[1][0]`` or ``past[0]``."""
+    out: list[tuple[str, torch.Tensor]] = []
+
+    def walk(o: Any, p: str, depth: int) -> None:
+        if len(out) >= limit or depth > 8:
+            return
+        if isinstance(o, torch.Tensor):
+            out.append((p, o))
+        elif isinstance(o, Mapping):
+            for k, v in o.items():
+                walk(v, f"{p}.{k}" if p else str(k), depth + 1)
+        elif isinstance(o, (tuple, list)):
+            fields = getattr(o, "_fields", None)  # namedtuple: use its field names
+            for i, v in enumerate(o):
+                key = fields[i] if fields and i < len(fields) else None
+                walk(v, (f"{p}.{key}" if p else key) if key else f"{p}[{i}]", depth + 1)
+        elif dataclasses.is_dataclass(o) and not isinstance(o, type):
+            for f in dataclasses.fields(o):
+                walk(getattr(o, f.name, None), f"{p}.{f.name}" if p else f.name, depth + 1)
+
+    walk(obj, path, _depth)
+    return out
+
+
+def first_float_tensor(obj: Any) -> torch.Tensor | None:
+    """The first floating-point tensor of a (nested) module output: ``out`` of an LSTM's
+    ``(out, (h, c))``, ``attn_output`` of MultiheadAttention, ``logits`` of a ModelOutput."""
+    for _, t in flatten_tensors(obj, limit=16):
+        if t.is_floating_point() or t.is_complex():
+            return t
+    return None
+
+
+
+
+class HookSet:
+    """Handles of one feature's hooks; :meth:`remove` takes every one of them out."""
+
+    def __init__(self) -> None:
+        self._handles: list[Any] = []
+
+    def add(self, handle: Any) -> None:
+        self._handles.append(handle)
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def remove(self) -> None:
+        while self._handles:
+            h = self._handles.pop()
+            try:
+                h.remove()
+            except Exception:  # a tensor hook whose tensor is gone: nothing left to remove
+                pass
+
+
+def hook_modules(model: nn.Module, pre: Callable[..., Any] | None, post: Callable[..., Any] | None,
+                 hooks: HookSet, modules: list[tuple[str, nn.Module]] | None = None) -> None:
+    """Register ``pre(name, module, args, kwargs)`` / ``post(name, module, args, kwargs, output)``
+    on every module (post hooks also run when forward raises, where torch supports it)."""
+    for name, mod in (modules if modules is not None else named_modules(model)):
+        if pre is not None:
+            hooks.add(mod.register_forward_pre_hook(_pre_hook(pre, name), with_kwargs=True))
+        if post is not None:
+            fn = _post_hook(post, name)
+            try:
+                hooks.add(mod.register_forward_hook(fn, with_kwargs=True, always_call=True))
+            except TypeError:  # torch < 2.1: no always_call
+                hooks.add(mod.register_forward_hook(fn, with_kwargs=True))
+
+
+def _pre_hook(fn: Callable[..., Any], name: str) -> Callable[..., None]:
+    def hook(module: nn.Module, args: Any, kwargs: Any) -> None:  # returns None: never alters inputs
+        fn(name, module, args, kwargs)
+    return hook
+
+
+def _post_hook(fn: Callable[..., Any], name: str) -> Callable[..., None]:
+    def hook(module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:  # never alters outputs
+        fn(name, module, args, kwargs, output)
+    return hook
