@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dsnotebook.widgets.esm import load_esm  # noqa: F401  (graph.py imports it from here)
+
 LAYOUT = "stat,col,row"
 
 
@@ -123,19 +125,3 @@ class SeriesChannel:
                                          "shape": [self.n_stats, k, self.n_rows], "layout": LAYOUT,
                                          "dtype": "float32", "truncated": k < n, "total_columns": n}
         self._last_snapshot = now
-
-
-def load_esm(name: str) -> str:
-    """The bundle ``static/<name>.js`` as text (a path would make anywidget watch the file), or a
-    small module that says it is missing."""
-    import json
-    import pathlib
-
-    path = pathlib.Path(__file__).parent / "static" / f"{name}.js"
-    try:
-        return f"// dsnotebook {name} widget\n" + path.read_text(encoding="utf-8")
-    except OSError:
-        msg = (f"dsnotebook: the {name} panel's JavaScript bundle is missing (dsnotebook/widgets/static/{name}.js). "
-               "Reinstall dsnotebook, or run `npm install && npm run build` in js/.")
-        return ("\nexport default { render({ el }) { const p = document.createElement('pre');\n"
-                f"  p.className = 'dsn-missing'; p.textContent = {json.dumps(msg)}; el.appendChild(p); }} }};\n")

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import anywidget
 import traitlets
 
-from dsnotebook.widgets._series import load_esm
+from dsnotebook.widgets.esm import load_esm
 
 __all__ = ["PerfWidget", "perf_tables", "PHASES"]
 

@@ -18,7 +18,7 @@ import anywidget
 import traitlets
 
 from dsnotebook.advisor.suggestion import to_json
-from dsnotebook.widgets._series import load_esm
+from dsnotebook.widgets.esm import load_esm
 
 __all__ = ["SuggestionsWidget"]
 
