@@ -168,7 +168,7 @@ def _live_view(tracer: ModelTracer, graph: bool = True) -> Any:
         from dsnotebook.views.live_heatmap import LiveHeatmap
 
         view = LiveHeatmap(tracer.run, flush=tracer.flush)
-    tracer._views.append(view)  # reachable afterwards: _trace._views[0].widget
+    tracer.add_view(view)  # reachable afterwards: _trace.dashboard (the widget), _trace.views[-1] (the feeder)
     view.display()
     return view
 

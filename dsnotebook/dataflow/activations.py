@@ -93,6 +93,10 @@ class ActivationSampler:
         self.hooks.remove()
         self._state = "idle"
 
+    def discard(self) -> None:
+        """Forget outputs kept since the last collect (a forward that belongs to no step)."""
+        self._rows = []
+
     def _pre(self, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if in_recompute():
             return

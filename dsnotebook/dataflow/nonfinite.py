@@ -17,10 +17,8 @@ At the step end the counts are stacked and read with one host copy; then
   is bad while the gradient of its own output was fine); a non-finite gradient of the
   model's output comes from the loss, outside the model.
 
-Modes: ``"strict"`` keeps the checks armed every step; ``"cheap"`` (the default) arms
-them only after the per-step statistics saw a non-finite gradient/activation (for up to
-``arm_steps`` steps, until the origin is found); ``"off"`` never.  One event is recorded
-per non-finite episode (a run of steps with non-finite values), not one per step.
+When to arm the checks, and which event a finding becomes, is decided by
+:class:`~dsnotebook.dataflow.episodes.NonFiniteEpisodes`; this class only checks.
 """
 from __future__ import annotations
 
@@ -35,7 +33,7 @@ from torch.utils.weak import WeakTensorKeyDictionary
 
 from dsnotebook.core.hooks import HookSet, flatten_tensors, hook_modules, in_recompute, internal
 
-MODES = ("cheap", "strict", "off")
+from dsnotebook.dataflow.episodes import MODES  # noqa: F401 - the modes, importable from here too
 
 
 @dataclass
@@ -54,17 +52,11 @@ def _bad_count(t: torch.Tensor) -> torch.Tensor:
 class NonFiniteLocator:
     """Per-module finiteness checks for armed steps; :meth:`collect` names the origin."""
 
-    def __init__(self, model: nn.Module, mode: str = "cheap", arm_steps: int = 3) -> None:
-        if mode not in MODES:
-            raise ValueError(f"nonfinite must be one of {MODES}, got {mode!r}")
+    def __init__(self, model: nn.Module) -> None:
         self._model = weakref.ref(model)  # the tracer outlives the model: hold it weakly
-        self.mode, self.arm_steps = mode, arm_steps
         self.hooks = HookSet()
         self.notes: list[str] = []
         self._lock = threading.Lock()
-        self._armed_left = 0
-        self.in_episode = False
-        self.trigger_step: int | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -95,22 +87,13 @@ class NonFiniteLocator:
 
     def arm(self) -> None:
         model = self.model
-        if not self.armed and self.mode != "off" and model is not None:
+        if not self.armed and model is not None:
             hook_modules(model, self._pre, self._post, self.hooks)
 
     def disarm(self) -> None:
         self.hooks.remove()
         self._tensor_hooks.remove()
         self._reset()
-
-    def trigger(self, step: int) -> None:
-        """The statistics of ``step`` saw non-finite values: check the next steps (cheap mode)."""
-        if self.mode == "cheap" and not self.in_episode and self._armed_left == 0:
-            self._armed_left = self.arm_steps
-            self.trigger_step = step
-
-    def wants_arm(self) -> bool:
-        return self.mode == "strict" or (self.mode == "cheap" and self._armed_left > 0)
 
     # -- hooks --------------------------------------------------------------------------
     def _call_id(self, name: str, module: nn.Module) -> str:

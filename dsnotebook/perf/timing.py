@@ -1,8 +1,9 @@
 """Per-layer forward/backward time, step phases and memory on sampled steps.
 
-:class:`StepProfiler` runs on the tracer's step clock (``begin_step`` after the previous
-optimizer step, ``end_step`` when forward and backward are done, i.e. at the first
-optimizer pre-step hook or ``tracer.step()``).  Module hooks exist only on sampled
+:class:`TimingProbe` runs on the tracer's step clock as the last probe (see
+:mod:`dsnotebook.core.probe`): ``before_forward`` after the previous optimizer step,
+``after_forward`` when forward and backward are done (the first optimizer pre-step hook or
+``tracer.step()``), ``pre_step``/``post_step`` around the optimizer's own work.  Module hooks exist only on sampled
 steps; between them the model runs untouched.
 
 Clocks: ``time.perf_counter`` on CPU; CUDA events on GPU (recorded in the hooks, read
@@ -37,7 +38,7 @@ from dsnotebook.core.hooks import HookSet, flatten_tensors, in_recompute
 from dsnotebook.core.modules import eager_module, is_compiled, named_modules
 from dsnotebook.core.clock import Clock as _Clock
 from dsnotebook.perf.memory import SavedTensorMeter, device_rows, static_rows
-from dsnotebook.run.store import Run
+from dsnotebook.core.probe import Probe, ProbeContext, StepBatch
 
 PHASES = ("data", "fwd", "bwd", "opt", "comm", "tracer", "other", "step")
 
@@ -61,39 +62,41 @@ class _StepState:
     saw_forward: bool = False
 
 
-class StepProfiler:
-    """Per-module timing and memory every ``every``-th step, written to ``run`` (timings, memory)."""
+class TimingProbe(Probe):
+    """Per-module timing and memory every ``every``-th step, written to the Run (timings, memory)."""
 
-    def __init__(self, model: nn.Module, run: Run, every: int, optimizers: Callable[[], Sequence[torch.optim.Optimizer]],
-                 warn: Callable[[BaseException], None] | None = None) -> None:
+    name = "timing"
+
+    def __init__(self, every: int) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"profile_every must be None or a positive integer, got {every!r}")
-        self.every, self.run = every, run
-        self._model_ref = weakref.ref(model)
-        self._optimizers = optimizers
-        self._warn = warn or (lambda exc: None)
-        self.compiled = is_compiled(model)
+        self.every = every
         self._hooks = HookSet()
         self._seen_optimizers: "weakref.WeakSet[torch.optim.Optimizer]" = weakref.WeakSet()
         self._cur: _StepState | None = None
         self._pending: _StepState | None = None
         self._open: dict[str, list[Any]] = defaultdict(list)
         self._meter: SavedTensorMeter | None = None
+        self._noted = False  # the compiled-model warning, once across re-attaches
+
+    def attach(self, ctx: ProbeContext) -> None:
+        super().attach(ctx)
+        model = ctx.model()
+        self.run = run = ctx.run
+        self._model_ref = weakref.ref(model)
+        self._optimizers = ctx.optimizers
+        self._warn = ctx.warn
+        self.compiled = is_compiled(model)
         self._device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self._clock = _Clock(self._device)
-        run.meta["profile_every"] = every
-        try:
-            from dsnotebook.perf.hardware import detect_gpu
-
-            run.meta.setdefault("hardware_profile", detect_gpu().to_dict())
-        except Exception as exc:  # pragma: no cover - exotic platforms
-            self._warn(exc)
+        run.meta["profile_every"] = self.every
         dist = profile_comm.distributed_info()
         if dist:
             run.meta["distributed"] = dist
         if hasattr(model, "bucket_bytes_cap"):
             run.meta["ddp"] = {"bucket_cap_mb": model.bucket_bytes_cap / 2**20}
-        if self.compiled:
+        if self.compiled and not self._noted:
+            self._noted = True
             run.add_event(None, "warning", None, "per-layer times and activation memory are off for a torch.compile'd "
                                                  "model (module hooks would recompile it); step phases are recorded")
 
@@ -101,10 +104,27 @@ class StepProfiler:
     def hook_count(self) -> int:
         return len(self._hooks)
 
+    def wants(self, step: int) -> bool:
+        return self.sampled(step)
+
     def sampled(self, step: int) -> bool:
         return step % self.every == 0
 
     # -- the tracer's clock ---------------------------------------------------------------
+    def before_forward(self, step: int) -> None:
+        self.begin_step(step)
+
+    def after_forward(self, step: int) -> None:
+        self.end_step(step)
+
+    def pre_step(self, batch: StepBatch) -> None:
+        if batch.optimizer is not None:
+            self._seen_optimizers.add(batch.optimizer)
+        self.opt_begin()
+
+    def post_step(self, batch: StepBatch) -> None:
+        self.opt_done()
+
     def begin_step(self, step: int) -> None:
         """The previous step's optimizer is done; ``step`` is about to load data and run."""
         now = None

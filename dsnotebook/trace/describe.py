@@ -1,7 +1,7 @@
 """What the tracer records about the model and the machine before the first step."""
 from __future__ import annotations
 
-import os
+import datetime
 import platform
 from typing import Any
 
@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from dsnotebook.core.modules import display_name
+from dsnotebook.perf.hardware import detect_gpu
 
 
 def describe_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[dict[str, Any]]]:
@@ -30,11 +31,18 @@ def describe_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[dict
     return params, rows
 
 
-def hardware_info() -> dict[str, Any]:
-    """A few facts about the machine for the Run's metadata (``dsnotebook.perf.hardware`` has the full profile)."""
-    info: dict[str, Any] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                            "cuda": torch.cuda.is_available()}
-    if info["cuda"]:
-        info["gpu"] = torch.cuda.get_device_name()
-        info["cuda_version"] = torch.version.cuda
-    return info
+def describe_run(model: nn.Module, params: list[nn.Parameter], optimizers: list[Any],
+                 options: dict[str, Any]) -> dict[str, Any]:
+    """The Run's metadata: model summary, the tracer's options, versions, the machine."""
+    meta: dict[str, Any] = {
+        "model": type(model).__name__, "parameters": int(sum(p.numel() for p in params)), "tensors": len(params),
+        "trainable": int(sum(p.numel() for p in params if p.requires_grad)),
+        "optimizers": [type(o).__name__ for o in optimizers], **options,
+        "torch": torch.__version__, "python": platform.python_version(),
+        "started": datetime.datetime.now().isoformat(timespec="seconds")}
+    try:
+        meta["hardware_profile"] = detect_gpu().to_dict()
+    except Exception as exc:  # pragma: no cover - exotic platforms: the run is still useful without it
+        meta["hardware_profile"] = None
+        meta["hardware_error"] = f"{type(exc).__name__}: {exc}"
+    return meta

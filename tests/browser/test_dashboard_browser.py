@@ -59,12 +59,12 @@ for i in range(24):
 ADVISE = '''from dsnotebook.advisor import set_step_function
 _sugg = _trace.advise(data=data)
 set_step_function(_trace.run, step, data=data)
-_trace._views[0].suggestions.verify_steps = 8
+_trace.views[0].suggestions.verify_steps = 8
 print("SUGG", [s.id for s in _sugg])
 '''
 
 STATE = '''import json
-_d = _trace._views[0].widget
+_d = _trace.dashboard
 print("STATE" + json.dumps({"heat": _d.heatmap.selected_module, "graph": _d.graph.selected_module,
       "node": _d.graph.selected_node, "perf": _d.perf.selected_module, "step": _d.graph.step,
       "modules": [t["module"] for t in _trace.run.tensors], "act_steps": _d.graph.steps,

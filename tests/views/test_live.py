@@ -39,7 +39,7 @@ def test_enable_gradient_heatmap_returns_a_live_widget():
     with ModelTracer(model, opt) as tracer:
         widget = tracer.enable_gradient_heatmap(display=False)
         _steps(model, opt, 5)
-    tracer._views[0].close()
+    tracer.views[0].close()
     assert widget.steps == [0, 1, 2, 3, 4]
     bundle = widget._repr_mimebundle_()
     bundle = bundle[0] if isinstance(bundle, tuple) else bundle

@@ -1,0 +1,182 @@
+"""The dataflow capabilities as probes: graph capture, activation statistics, non-finite origin.
+
+Each holds module hooks only on the steps it samples (see :mod:`dsnotebook.core.probe`).
+A forward seen after the last step boundary (an evaluation pass, a step cut short by an
+error) belongs to no training step: detach drops it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dsnotebook.core.modules import is_compiled
+from dsnotebook.core.probe import Probe, ProbeContext
+from dsnotebook.dataflow.activations import ActivationSampler
+from dsnotebook.dataflow.episodes import NonFiniteEpisodes
+from dsnotebook.dataflow.graph import CompiledGraphCapture, GraphRecorder
+from dsnotebook.dataflow.nonfinite import NonFiniteLocator
+from dsnotebook.run.fields import ACT_FIELDS
+
+_ACT_NONFINITE = ACT_FIELDS.index("nonfinite")
+_COMPILED = ("{what} off for a torch.compile'd model (module hooks would recompile it): trace the eager model "
+             "to get them")
+
+
+def _record_notes(run: Any, notes: list[str], step: int, seen: set[str]) -> None:
+    """Hook-side problems become one warning event each (hooks never raise)."""
+    while notes:
+        note = notes.pop(0)
+        if note not in seen:
+            seen.add(note)
+            run.add_event(step, "warning", None, f"dsnotebook: {note}")
+
+
+class GraphProbe(Probe):
+    """The dataflow graph of the first forward pass after attach (``run.graph``)."""
+
+    name = "graph"
+
+    def attach(self, ctx: ProbeContext) -> None:
+        super().attach(ctx)
+        self._recorder: GraphRecorder | CompiledGraphCapture | None = None
+        model = ctx.model()
+        if ctx.run.graph is None and model is not None:
+            cls = CompiledGraphCapture if is_compiled(model) else GraphRecorder
+            self._recorder = cls(model, self._done).start()
+
+    def _done(self, graph: dict[str, Any]) -> None:
+        self.ctx.run.set_graph(graph)  # who listens: the dashboard's graph panel
+        if graph.get("message"):
+            self.ctx.run.add_event(None, "graph", None, graph["message"])
+        self._recorder = None
+
+    def detach(self) -> None:
+        if self._recorder is not None:
+            self._recorder.stop()
+            self._recorder = None
+
+    @property
+    def hook_count(self) -> int:
+        return len(self._recorder.hooks) if self._recorder is not None else 0
+
+
+class ActivationProbe(Probe):
+    """Per-module output statistics and dead units every ``every``-th step."""
+
+    name = "activations"
+
+    def __init__(self, every: int) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"activations_every must be None or a positive integer, got {every!r}")
+        self.every = every
+        self._sampler: ActivationSampler | None = None
+        self._seen: set[str] = set()
+
+    def attach(self, ctx: ProbeContext) -> None:
+        super().attach(ctx)
+        ctx.run.meta["activations_every"] = self.every
+        model = ctx.model()
+        if model is not None and is_compiled(model):
+            ctx.run.add_event(None, "warning", None, _COMPILED.format(what="activation statistics are"))
+        elif model is not None and self._sampler is None:
+            self._sampler = ActivationSampler(model)
+
+    def wants(self, step: int) -> bool:
+        return self._sampler is not None and step % self.every == 0
+
+    def before_forward(self, step: int) -> None:
+        if self.wants(step):
+            self._sampler.arm()
+
+    def after_forward(self, step: int) -> None:
+        sampler = self._sampler
+        if sampler is None or not sampler.armed:
+            return
+        try:
+            got = sampler.collect(self.ctx.stats)
+            _record_notes(self.ctx.run, sampler.notes, step, self._seen)
+            if got is not None:
+                flat, decode = got
+                # who listens: Run.add_activations -> "append" -> the dashboard and the non-finite probe
+                self.ctx.submit(flat, lambda host, s=step: self.ctx.run.add_activations(s, decode(host)))
+        finally:
+            if not self.wants(step + 1):
+                sampler.disarm()
+
+    def detach(self) -> None:
+        if self._sampler is not None:
+            self._sampler.disarm()
+            self._sampler.discard()
+
+    @property
+    def hook_count(self) -> int:
+        return len(self._sampler.hooks) if self._sampler is not None else 0
+
+
+class NonFiniteProbe(Probe):
+    """Names the first module whose output or gradient went NaN/Inf (one event per episode)."""
+
+    name = "nonfinite"
+
+    def __init__(self, mode: str = "cheap") -> None:
+        self.episodes = NonFiniteEpisodes(mode)
+        self.mode = mode
+        self._locator: NonFiniteLocator | None = None
+        self._unsubscribe: Any = None
+        self._seen: set[str] = set()
+
+    def attach(self, ctx: ProbeContext) -> None:
+        super().attach(ctx)
+        ctx.run.meta["nonfinite"] = self.mode
+        model = ctx.model()
+        if self.mode == "off" or model is None:
+            return
+        if is_compiled(model):
+            if self.mode == "strict":
+                ctx.run.add_event(None, "warning", None, _COMPILED.format(what="per-module non-finite checks are"))
+            return
+        if self._locator is None:
+            self._locator = NonFiniteLocator(model)
+        if self.mode == "cheap" and self._unsubscribe is None:
+            self._unsubscribe = ctx.run.subscribe(self._on_run)
+
+    def _on_run(self, kind: str, steps: list[int]) -> None:
+        """Statistics reached the Run: a non-finite count arms the checks (cheap mode)."""
+        if kind != "append":
+            return
+        run = self.ctx.run
+        for s in steps:
+            acts = run.activations_at(s)
+            bad = run.nonfinite_at(s) > 0 or (acts is not None and bool(np.any(acts.values[:, _ACT_NONFINITE] > 0)))
+            self.episodes.saw_statistics(s, bad, checking=self._locator is not None and self._locator.armed)
+
+    def wants(self, step: int) -> bool:
+        return self._locator is not None and self.episodes.wants_checks()
+
+    def before_forward(self, step: int) -> None:
+        if self.wants(step):
+            self._locator.arm()
+
+    def after_forward(self, step: int) -> None:
+        loc = self._locator
+        if loc is None or not loc.armed:
+            return
+        finding = loc.collect()
+        _record_notes(self.ctx.run, loc.notes, step, self._seen)
+        event = self.episodes.checked(step, finding.module if finding else None, finding.detail if finding else None)
+        if event is not None:
+            self.ctx.run.add_event(event.step, "nonfinite", event.module, event.detail)
+        if not self.episodes.wants_checks():
+            loc.disarm()
+
+    def detach(self) -> None:
+        if self._locator is not None:
+            self._locator.disarm()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    @property
+    def hook_count(self) -> int:
+        return len(self._locator.hooks) if self._locator is not None else 0

@@ -1,0 +1,1 @@
+"""Probes that read every parameter once per recorded step: gradient and update statistics."""

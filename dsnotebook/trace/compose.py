@@ -1,0 +1,56 @@
+"""The tracer's options -> its probes, in the order the step clock calls them.
+
+Order matters (see :mod:`dsnotebook.core.probe`): gradient statistics first (the
+non-finite probe listens for them), the timing probe last so its clocks bracket only the
+user's work.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from dsnotebook.core.probe import Probe
+from dsnotebook.dataflow.episodes import MODES as NONFINITE_MODES
+from dsnotebook.dataflow.probes import ActivationProbe, GraphProbe, NonFiniteProbe
+from dsnotebook.kernels.choice import BACKENDS
+from dsnotebook.params.gradients import GradStatsProbe
+from dsnotebook.params.updates import UpdateStatsProbe
+from dsnotebook.perf.timing import TimingProbe
+
+
+def _positive(name: str, value: object, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be {'None or ' if optional else ''}a positive integer, got {value!r}")
+
+
+def validate_options(*, every: object, backend: object, activations_every: object, nonfinite: object,
+                     profile_every: object) -> None:
+    """Clear errors for bad options before anything is hooked."""
+    _positive("every", every)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    _positive("activations_every", activations_every, optional=True)
+    if nonfinite not in NONFINITE_MODES:
+        raise ValueError(f"nonfinite must be one of {NONFINITE_MODES}, got {nonfinite!r}")
+    _positive("profile_every", profile_every, optional=True)
+
+
+def default_probes(*, every: int, track_updates: bool, capture_graph: bool, activations_every: int | None,
+                   nonfinite: str, profile_every: int | None, extra: Sequence[Probe] = ()) -> list[Probe]:
+    probes: list[Probe] = [GradStatsProbe(every)]
+    if track_updates:
+        probes.append(UpdateStatsProbe(every))
+    if capture_graph:
+        probes.append(GraphProbe())
+    if activations_every is not None:
+        probes.append(ActivationProbe(activations_every))
+    if nonfinite != "off":
+        probes.append(NonFiniteProbe(nonfinite))
+    for p in extra:
+        if not isinstance(p, Probe):
+            raise TypeError(f"probes must be dsnotebook.core.probe.Probe instances, got {type(p).__qualname__}")
+        probes.append(p)
+    if profile_every is not None:
+        probes.append(TimingProbe(profile_every))
+    return probes
