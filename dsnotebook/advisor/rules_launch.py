@@ -23,8 +23,8 @@ def _launch_evidence(run: Any) -> dict[str, Any] | None:
             return {"source": "torch.profiler window", "host_op_ms": 1e3 * host, "device_ms": 1e3 * dev}
         return None
     times = measures.module_times(run)
-    leaves = measures.leaf_modules(list(times))
-    calls = sum(max(1, int(times[m]["calls"])) for m in leaves)
+    leaves = measures.leaf_modules(list(times.index))
+    calls = int(times.loc[leaves, "calls"].clip(lower=1).sum())
     ph = measures.phases(run)
     compute = ph.get("fwd", 0.0) + ph.get("bwd", 0.0)
     if calls < 8 or compute <= 0:

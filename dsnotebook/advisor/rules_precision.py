@@ -75,10 +75,11 @@ def channels_last(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggesti
         return None
     times = measures.module_times(run)
     conv_names = {t["module"] for t in run.tensors if t.get("tensor") == "weight" and len(t.get("shape", ())) == 4}
-    conv_s = sum(v["fwd"] + v["bwd"] for m, v in times.items() if m in conv_names)
+    convs = times[times.index.isin(conv_names)]
+    conv_s = float((convs["fwd"] + convs["bwd"]).sum())
     compute, _ = _compute_share(run)
     share = conv_s / compute if compute > 0 else 0.0
-    if times and share < 0.3:
+    if not times.empty and share < 0.3:
         return None
     return Suggestion(
         rule="channels_last", category="speed",

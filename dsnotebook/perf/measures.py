@@ -1,93 +1,151 @@
-"""Numbers the rules read from a Run: medians over sampled steps, so one odd step decides nothing.
+"""The one source of every performance number a view or a rule shows, read from a Run.
 
-The first sampled step is dropped when there are later ones (it carries one-off costs:
-lazy initialisation, allocator growth, cuDNN autotuning, worker start-up).
+The performance panel, the text summary, the advisor's rules and the report all read
+these functions, so a number means the same everywhere: medians over sampled steps, so
+one odd step decides nothing, and the first sampled step dropped when there are later
+ones (it carries one-off costs: lazy initialisation, allocator growth, cuDNN autotuning,
+worker start-up).  Phase names come from :mod:`dsnotebook.core.clock` (defined once).
+
+Results are pandas DataFrames with documented columns, or small dicts made from one.
 """
 from __future__ import annotations
 
 import re
-import statistics
 from collections import defaultdict
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
+import pandas as pd
 
+from dsnotebook.core.clock import PHASES, STEP
+
+__all__ = ["PHASES", "STEP", "steady", "timings", "step_phases", "phases", "comm_buckets", "module_times",
+           "leaf_modules", "memory_rows", "memory", "activations_by_module", "blocks", "param_dtypes",
+           "conv_weights", "global_grad_norms"]
+
+STEP_MODULE = "(step)"  # the module name of whole-step rows in the timings table
 _BLOCK = re.compile(r"^(.*\.\d+)(?:\.|$)")
+_TIMING_COLUMNS = ["step", "module", "phase", "seconds", "calls"]
 
 
-def _steps(rows: list[dict[str, Any]]) -> list[int]:
-    steps = sorted({r["step"] for r in rows if r.get("step") is not None})
-    return steps[1:] if len(steps) > 1 else steps
+def steady(steps: Iterable[int]) -> list[int]:
+    """The sampled steps the medians use: all but the first (warm-up) one when there are later ones."""
+    s = sorted({int(x) for x in steps})
+    return s[1:] if len(s) > 1 else s
+
+
+def timings(run: Any) -> pd.DataFrame:
+    """The Run's timings table: columns step, module, phase, seconds, calls (one row per module x phase
+    x sampled step; module "(step)" holds the step's phases)."""
+    rows = [r for r in run.records.tables["timings"] if r.get("step") is not None]
+    return pd.DataFrame(rows, columns=_TIMING_COLUMNS)
+
+
+def step_phases(run: Any) -> pd.DataFrame:
+    """One row per sampled step, in step order.
+
+    Columns: ``step``; one per phase of :data:`PHASES` (seconds, 0 when absent);
+    ``step_traced`` (the measured wall time, dsnotebook's own work included); ``step_s`` (the
+    step without the tracer's work: what the user's loop costs); ``warmup`` (True for the first
+    sampled step when later ones exist: left out of every median).  Only steps with a whole-step
+    row appear.
+    """
+    df = timings(run)
+    df = df[df["module"] == STEP_MODULE]
+    cols = ["step", *PHASES, "step_traced", "step_s", "warmup"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    wide = df.pivot_table(index="step", columns="phase", values="seconds", aggfunc="last")
+    if STEP not in wide:
+        return pd.DataFrame(columns=cols)
+    wide = wide[wide[STEP].notna()]
+    out = pd.DataFrame({"step": wide.index.astype(int)})
+    for p in PHASES:
+        out[p] = wide[p].fillna(0.0).to_numpy(dtype=float) if p in wide else 0.0
+    out["step_traced"] = wide[STEP].to_numpy(dtype=float)
+    out["step_s"] = np.maximum(0.0, out["step_traced"] - out["tracer"])
+    keep = set(steady(out["step"]))
+    out["warmup"] = ~out["step"].isin(keep)
+    return out[cols].reset_index(drop=True)
 
 
 def phases(run: Any) -> dict[str, float]:
-    """Seconds per step phase (data, fwd, bwd, opt, comm, tracer, other, step) of the sampled step with
-    the median step time (one real step, so the parts add up); {} if unprofiled.
+    """Seconds per phase of the steady sampled step with the median step time (one real step, so
+    the parts add up); {} if unprofiled.
 
-    ``step`` excludes ``tracer`` (the statistics dsnotebook computes at the optimizer hooks);
-    ``step_traced`` is the measured wall time."""
-    rows = [r for r in run.records.tables["timings"] if r["module"] == "(step)"]
-    keep = set(_steps(rows))
-    per: dict[int, dict[str, float]] = defaultdict(dict)
-    for r in rows:
-        if r["step"] in keep:
-            per[r["step"]][r["phase"]] = r["seconds"]
-    per = {k: v for k, v in per.items() if "step" in v}
-    if not per:
+    Keys: every phase of :data:`PHASES`, ``step`` (without the tracer's work) and ``step_traced``
+    (the measured wall time).  Of an even number of steps the faster middle one is taken.
+    """
+    df = step_phases(run)
+    df = df[~df["warmup"].astype(bool)]
+    if df.empty:
         return {}
-    order = sorted(per, key=lambda k: per[k]["step"] - per[k].get("tracer", 0.0))
-    out = dict(per[order[(len(order) - 1) // 2]])
-    out["step_traced"] = out["step"]
-    out["step"] = max(0.0, out["step"] - out.get("tracer", 0.0))
+    df = df.sort_values(["step_s", "step"], kind="stable")
+    row = df.iloc[(len(df) - 1) // 2]
+    out = {p: float(row[p]) for p in PHASES}
+    out.update(step=float(row["step_s"]), step_traced=float(row["step_traced"]))
     return out
 
 
 def comm_buckets(run: Any) -> int:
-    rows = [r for r in run.records.tables["timings"] if r["module"] == "(step)" and r["phase"] == "comm"]
-    return int(statistics.median([r["calls"] for r in rows])) if rows else 0
+    """Median number of gradient buckets a steady sampled step sent (0 without comm timing)."""
+    df = timings(run)
+    df = df[(df["module"] == STEP_MODULE) & (df["phase"] == "comm")]
+    df = df[df["step"].isin(steady(df["step"]))]
+    return int(df["calls"].median()) if len(df) else 0
 
 
-def module_times(run: Any) -> dict[str, dict[str, float]]:
-    """module -> {"fwd": median s, "bwd": median s, "calls": n} over sampled steps."""
-    rows = [r for r in run.records.tables["timings"] if r["module"] != "(step)"]
-    keep = set(_steps(rows))
-    acc: dict[tuple[str, str], list[float]] = defaultdict(list)
-    calls: dict[str, int] = {}
-    for r in rows:
-        if r["step"] in keep:
-            acc[(r["module"], r["phase"])].append(r["seconds"])
-            calls[r["module"]] = r["calls"]
-    out: dict[str, dict[str, float]] = defaultdict(lambda: {"fwd": 0.0, "bwd": 0.0, "calls": 0})
-    for (m, ph), v in acc.items():
-        out[m][ph] = statistics.median(v)
-        out[m]["calls"] = calls.get(m, 0)
-    return dict(out)
+def module_times(run: Any) -> pd.DataFrame:
+    """Per module (index, in model order): ``fwd`` and ``bwd`` (median seconds over the steady
+    sampled steps, 0 for a step without that phase) and ``calls`` (forward calls per step, median)."""
+    df = timings(run)
+    df = df[(df["module"] != STEP_MODULE) & df["phase"].isin(("fwd", "bwd"))]
+    if df.empty:
+        return pd.DataFrame(columns=["fwd", "bwd", "calls"], index=pd.Index([], name="module"))
+    order = list(dict.fromkeys(df["module"]))
+    df = df[df["step"].isin(steady(df["step"]))]
+    sec = df.pivot_table(index=["module", "step"], columns="phase", values="seconds", aggfunc="sum", fill_value=0.0)
+    for p in ("fwd", "bwd"):
+        if p not in sec:
+            sec[p] = 0.0
+    out = sec[["fwd", "bwd"]].groupby(level="module").median()
+    calls = df[df["phase"] == "fwd"].groupby("module")["calls"].median()
+    out["calls"] = calls.reindex(out.index).fillna(0).astype(int)
+    out = out.reindex([m for m in order if m in out.index])
+    out.index.name = "module"
+    return out
 
 
 def leaf_modules(names: list[str]) -> list[str]:
+    """Modules with no child among ``names`` (containers include their children's time); the root
+    only when it is the one module."""
     s = set(names)
-    return [n for n in names if n not in ("(root)",) and not any(o.startswith(n + ".") for o in s)]
+    leaves = [n for n in names if n != "(root)" and not any(o.startswith(n + ".") for o in s)]
+    return leaves or [n for n in names if n == "(root)"]
+
+
+def memory_rows(run: Any) -> pd.DataFrame:
+    """The latest sampled step's memory rows: columns module, kind, bytes (kind: activations per
+    module; params, grads, optimizer_state for "(model)"; peak_allocated, reserved or rss, peak_rss)."""
+    rows = [r for r in run.records.tables["memory"] if r.get("step") is not None]
+    if not rows:
+        return pd.DataFrame(columns=["module", "kind", "bytes"])
+    last = max(r["step"] for r in rows)
+    return pd.DataFrame([{"module": str(r["module"]), "kind": str(r["kind"]), "bytes": int(r["bytes"] or 0)}
+                         for r in rows if r["step"] == last], columns=["module", "kind", "bytes"])
 
 
 def memory(run: Any) -> dict[str, int]:
     """Latest sampled step: kind -> bytes (params, grads, optimizer_state, peak_allocated, rss, activations total)."""
-    rows = run.records.tables["memory"]
-    if not rows:
-        return {}
-    last = max(r["step"] for r in rows)
-    out: dict[str, int] = defaultdict(int)
-    for r in rows:
-        if r["step"] == last:
-            out[r["kind"]] += int(r["bytes"])
-    return dict(out)
+    df = memory_rows(run)
+    return {str(k): int(v) for k, v in df.groupby("kind", sort=False)["bytes"].sum().items()}
 
 
 def activations_by_module(run: Any) -> dict[str, int]:
-    rows = run.records.tables["memory"]
-    if not rows:
-        return {}
-    last = max(r["step"] for r in rows)
-    return {r["module"]: int(r["bytes"]) for r in rows if r["step"] == last and r["kind"] == "activations"}
+    """Latest sampled step: module -> bytes saved for backward while it ran."""
+    df = memory_rows(run)
+    df = df[df["kind"] == "activations"]
+    return {str(m): int(b) for m, b in zip(df["module"], df["bytes"])}
 
 
 def blocks(act: dict[str, int]) -> dict[str, int]:

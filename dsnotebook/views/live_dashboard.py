@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dsnotebook.views import perf_summary
 from dsnotebook.views.live_heatmap import LiveHeatmap
 from dsnotebook.run.store import ACT_FIELDS, Run
 from dsnotebook.views.text import text_summary
@@ -193,8 +194,7 @@ class LiveDashboard:
     def push_perf(self) -> None:
         self._last_perf = time.monotonic()
         self._perf_dirty = False
-        t = self.run.records.tables
-        self.perf.set_tables(t["timings"], t["memory"])
+        perf_summary.show(self.perf, self.run)  # the advisor's numbers (perf.measures)
         self.widget.refresh()
 
     def _verify(self, suggestion_id: str, steps: int, progress: Callable[[int, int, str], None]) -> dict[str, Any]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dsnotebook.core.clock import PHASE_LABELS, PHASES
+from dsnotebook.perf import measures
 from dsnotebook.run.store import Run
 
 
@@ -60,6 +62,41 @@ def activation_lines(run: Run, max_rows: int = 12) -> list[str]:
     return lines
 
 
+def _ms(seconds: float) -> str:
+    return f"{1e3 * seconds:.3g} ms"
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def performance_lines(run: Run, max_layers: int = 5) -> list[str]:
+    """The step split, slowest layers and memory: the numbers the performance panel and the advisor
+    show (``dsnotebook.perf.measures``: the median steady sampled step, warm-up left out)."""
+    ph = measures.phases(run)
+    if not ph:
+        return []
+    per_step = measures.step_phases(run)
+    steady = int((~per_step["warmup"].astype(bool)).sum())
+    left_out = " (warm-up step left out)" if steady < len(per_step) else ""
+    wall = ph["step_traced"] or 1.0
+    lines = [f"performance: median step {_ms(ph['step'])} of {steady} sampled steps{left_out}",
+             "  " + " · ".join(f"{PHASE_LABELS[p]} {_ms(ph[p])} ({100 * ph[p] / wall:.0f}%)"
+                               for p in PHASES if ph.get(p, 0.0) > 0)]
+    times = measures.module_times(run)
+    leaves = times.loc[measures.leaf_modules(list(times.index))] if len(times) else times
+    if len(leaves):
+        top = (leaves["fwd"] + leaves["bwd"]).sort_values(ascending=False, kind="stable").head(max_layers)
+        lines.append("  slowest layers (forward + backward): " + ", ".join(f"{m} {_ms(v)}" for m, v in top.items()))
+    mem = measures.memory(run)
+    if mem:
+        lines.append("  memory: " + ", ".join(f"{k} {_bytes(v)}" for k, v in mem.items()))
+    return lines
+
+
 def text_summary(run: Run, max_rows: int = 40) -> str:
     """A compact per-tensor gradient table plus a line per warning/non-finite event."""
     steps = run.steps
@@ -79,6 +116,7 @@ def text_summary(run: Run, max_rows: int = 40) -> str:
     if len(rows) > max_rows:
         lines.append(f"... {len(rows) - max_rows} more tensors (tracer.to_dataframe('grads') has them all)")
     lines += activation_lines(run)
+    lines += performance_lines(run)
     for e in [e for e in run.events if e["kind"] != "nonfinite"][-5:]:
         lines.append(f"[{e['kind']}] step {e['step']}: {e['detail']}")
     return "\n".join(lines)

@@ -1,76 +1,62 @@
 """Performance panel (anywidget): per-layer forward/backward time, step breakdown, memory.
 
-Traits are small JSON tables (already aggregated by the feeder, see
-:func:`perf_tables`): ``layers`` ``[{"module", "fwd", "bwd", "calls"}]`` (seconds per
-sampled step), ``phases`` ``[{"step", "data", "fwd", "bwd", "opt", "comm", "tracer",
-"other", "total"}]`` (seconds, one row per sampled step, the most recent
-``MAX_PHASE_ROWS``), ``memory`` ``[{"module", "kind", "bytes"}]`` (the latest sampled
-step), ``sampled_steps``, and ``selected_module`` (click a bar; linked with the other panels).
+A pure renderer: every number arrives already computed (see
+:func:`dsnotebook.views.perf_summary.panel_state`, which reads ``dsnotebook.perf.measures``,
+the same source as the advisor).  Traits:
+
+* ``step``: ``{phase: seconds, "step", "step_traced"}`` of the median steady sampled step
+  (warm-up left out): the breakdown bar and the step time shown;
+* ``phases``: ``[{"step", <phase>: seconds..., "total", "warmup"}]``, one row per sampled
+  step (the per-step columns);
+* ``layers``: ``[{"module", "fwd", "bwd", "calls", "activation_bytes"}]`` (median seconds
+  per sampled step, leaf modules in model order);
+* ``memory``: ``[{"module", "kind", "bytes"}]`` of the latest sampled step;
+* ``sampled_steps`` / ``steady_steps``: how many sampled steps, and how many the medians use;
+* ``phase_styles``: ``[[name, label, colour], ...]`` in display order (the phase names are
+  defined once, in :mod:`dsnotebook.core.clock`; the browser reads them from here);
+* ``selected_module`` (click a bar; linked with the other panels), ``status``, ``title``.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any, Iterable
+from typing import Any
 
 import anywidget
 import traitlets
 
+from dsnotebook.core.clock import PHASE_LABELS, PHASES
 from dsnotebook.widgets.esm import load_esm
 
-__all__ = ["PerfWidget", "perf_tables", "PHASES"]
+__all__ = ["PerfWidget", "PHASE_COLORS", "PHASE_STYLES"]
 
-PHASES = ("data", "fwd", "bwd", "opt", "comm", "tracer", "other")
-MAX_PHASE_ROWS = 200
-
-
-def perf_tables(timings: Iterable[dict[str, Any]], memory: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Run record tables (``timings``, ``memory``) -> the panel's traits."""
-    per_layer: dict[tuple[str, str], float] = defaultdict(float)
-    calls: dict[str, int] = defaultdict(int)
-    order: dict[str, int] = {}
-    phases: dict[int, dict[str, Any]] = {}
-    layer_steps: set[int] = set()
-    for r in timings:
-        step, module, phase = r.get("step"), str(r.get("module")), str(r.get("phase"))
-        sec = float(r.get("seconds") or 0.0)
-        if module == "(step)":
-            row = phases.setdefault(int(step), {"step": int(step), **{p: 0.0 for p in PHASES}, "total": 0.0})
-            row["total" if phase == "step" else phase] = sec
-            continue
-        if phase not in ("fwd", "bwd"):
-            continue
-        order.setdefault(module, len(order))
-        per_layer[(module, phase)] += sec
-        if phase == "fwd":
-            calls[module] += int(r.get("calls") or 1)
-        if step is not None:
-            layer_steps.add(int(step))
-    n = max(1, len(layer_steps))
-    layers = [{"module": m, "fwd": per_layer.get((m, "fwd"), 0.0) / n, "bwd": per_layer.get((m, "bwd"), 0.0) / n,
-               "calls": calls.get(m, 0) / n} for m in sorted(order, key=order.get)]
-    mem = list(memory)
-    last = max((int(r["step"]) for r in mem if r.get("step") is not None), default=None)
-    mem_rows = [{"module": str(r.get("module")), "kind": str(r.get("kind")), "bytes": int(r.get("bytes") or 0)}
-                for r in mem if r.get("step") == last]
-    return {"layers": layers, "phases": [phases[s] for s in sorted(phases)][-MAX_PHASE_ROWS:],
-            "memory": mem_rows, "sampled_steps": len(layer_steps) or len(phases)}
+PHASE_COLORS: dict[str, str] = {"data": "#8e7cc3", "fwd": "#3b82c4", "bwd": "#e0822b", "opt": "#3a9d5d",
+                                "comm": "#c0392b", "tracer": "#9e9e9e", "other": "#c8b273"}
+#: [[name, label, colour], ...] for every phase, in display order
+PHASE_STYLES: list[list[str]] = [[p, PHASE_LABELS.get(p, p), PHASE_COLORS.get(p, "#888888")] for p in PHASES]
 
 
 class PerfWidget(anywidget.AnyWidget):
     _esm = load_esm("perf")
 
-    layers = traitlets.List(traitlets.Dict()).tag(sync=True)
+    step = traitlets.Dict().tag(sync=True)
     phases = traitlets.List(traitlets.Dict()).tag(sync=True)
+    layers = traitlets.List(traitlets.Dict()).tag(sync=True)
     memory = traitlets.List(traitlets.Dict()).tag(sync=True)
     sampled_steps = traitlets.Int(0).tag(sync=True)
+    steady_steps = traitlets.Int(0).tag(sync=True)
+    phase_styles = traitlets.List(traitlets.List(traitlets.Unicode()), default_value=PHASE_STYLES).tag(sync=True)
     selected_module = traitlets.Unicode("").tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
     title = traitlets.Unicode("performance").tag(sync=True)
 
-    def set_tables(self, timings: Iterable[dict[str, Any]], memory: Iterable[dict[str, Any]]) -> None:
-        t = perf_tables(timings, memory)
+    STATE = ("step", "phases", "layers", "memory", "sampled_steps", "steady_steps")
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Set the data traits in one message; only those that changed are sent."""
+        unknown = set(state) - set(self.STATE)
+        if unknown:
+            raise KeyError(f"PerfWidget.set_state: unknown keys {sorted(unknown)}; expected some of {self.STATE}")
         with self.hold_sync():
-            for k, v in t.items():
+            for k, v in state.items():
                 if getattr(self, k) != v:
                     setattr(self, k, v)
 

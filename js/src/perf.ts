@@ -1,7 +1,7 @@
 // dsnotebook performance panel: step breakdown, per-layer forward/backward bars, memory.
 // Small JSON tables as traits (aggregated in Python); text through textContent only.
 import type { Render } from "@anywidget/types";
-import { css, el, formatBytes, formatSeconds, svg, text } from "./ui";
+import { css, el, formatBytes, formatSeconds, svg, text } from "./shared/ui";
 
 interface Layer {
   module: string;
@@ -18,6 +18,9 @@ interface Mem {
 interface Model {
   layers: Layer[];
   phases: Phase[];
+  step: Phase;
+  steady_steps: number;
+  phase_styles: Array<[string, string, string]>;
   memory: Mem[];
   sampled_steps: number;
   selected_module: string;
@@ -25,15 +28,8 @@ interface Model {
   title: string;
 }
 
-const PHASES: Array<[string, string, string]> = [
-  ["data", "data loading", "#8e7cc3"],
-  ["fwd", "forward", "#3b82c4"],
-  ["bwd", "backward", "#e0822b"],
-  ["opt", "optimizer", "#3a9d5d"],
-  ["comm", "communication", "#c0392b"],
-  ["tracer", "dsnotebook", "#9e9e9e"],
-  ["other", "other host", "#c8b273"],
-];
+// [name, label, colour] per phase, from Python (dsnotebook.core.clock / widgets.perf): defined once there
+let PHASES: Array<[string, string, string]> = [];
 const FWD = "#3b82c4";
 const BWD = "#e0822b";
 const TOP = 20;
@@ -94,19 +90,18 @@ const render: Render<Model> = ({ model, el: host }) => {
     const phases = model.get("phases") || [];
     const memory = model.get("memory") || [];
     const sel = model.get("selected_module") || "";
+    PHASES = model.get("phase_styles") || [];
     const head = el("div", "");
     head.append(text("span", "dsn-perf-title", model.get("title") || "performance"),
       text("span", "dsn-perf-status", [model.get("status"), `${model.get("sampled_steps") || 0} sampled steps`].filter(Boolean).join(" · ")));
     const parts: Element[] = [css(STYLE), head];
 
-    // step breakdown: mean share of each phase, then the last steps as stacked columns
+    // step breakdown: the median steady step (the advisor's numbers), then the last steps as stacked columns
     parts.push(text("h4", "", "step breakdown"));
     if (!phases.length) parts.push(text("div", "dsn-perf-empty", "no sampled steps yet (use --profile-every N)"));
     else {
-      const mean: Record<string, number> = {};
-      for (const [k] of PHASES) mean[k] = phases.reduce((a, p) => a + (p[k] || 0), 0) / phases.length;
-      const total = phases.reduce((a, p) => a + (p.total || 0), 0) / phases.length;
-      const sum = PHASES.reduce((a, [k]) => a + mean[k], 0) || 1;
+      const mean: Phase = model.get("step") || {};
+      const sum = PHASES.reduce((a, [k]) => a + (mean[k] || 0), 0) || 1;
       const stack = el("div", "dsn-stack");
       const legend = el("div", "dsn-legend");
       for (const [k, label, color] of PHASES) {
@@ -123,7 +118,9 @@ const render: Render<Model> = ({ model, el: host }) => {
         item.append(sw, document.createTextNode(`${label} ${formatSeconds(v)} (${((100 * v) / sum).toFixed(0)}%)`));
         legend.appendChild(item);
       }
-      parts.push(text("div", "dsn-perf-status", `mean step ${formatSeconds(total || sum)} over ${phases.length} sampled steps`));
+      const steady = model.get("steady_steps") || 0;
+      parts.push(text("div", "dsn-perf-status", `median step ${formatSeconds(mean.step || sum)} of ${steady} sampled steps` +
+        (steady < phases.length ? " (warm-up step left out)" : "")));
       parts.push(stack, legend);
       parts.push(stepColumns(phases.slice(-80)));
     }
@@ -253,7 +250,7 @@ const render: Render<Model> = ({ model, el: host }) => {
     return s;
   };
 
-  const names = ["layers", "phases", "memory", "sampled_steps", "selected_module", "status", "title"];
+  const names = ["layers", "phases", "step", "steady_steps", "phase_styles", "memory", "sampled_steps", "selected_module", "status", "title"];
   for (const n of names) model.on(`change:${n}`, draw);
   draw();
   return () => {

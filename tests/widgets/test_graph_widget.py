@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 import traitlets
 
-from dsnotebook import ModelTracer
+from dsnotebook import ModelTracer, Run
 from dsnotebook.views.live_dashboard import LiveDashboard
 from dsnotebook.widgets import GraphWidget, PerfWidget, SuggestionsWidget
 from dsnotebook.widgets.dashboard import Dashboard
 from dsnotebook.widgets.graph import node_of_event_module, slim_graph
-from dsnotebook.widgets.perf import perf_tables
+from dsnotebook.views.perf_summary import panel_state
 from helpers import tiny_cnn
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -95,7 +95,7 @@ def test_event_modules_map_to_node_ids():
     assert slim_graph(None)["nodes"] == []
 
 
-def test_perf_tables_aggregate_per_layer_and_phases():
+def test_perf_panel_state_per_layer_and_phases():
     timings = [
         {"step": 0, "module": "fc", "phase": "fwd", "seconds": 0.002, "calls": 1},
         {"step": 0, "module": "fc", "phase": "bwd", "seconds": 0.004, "calls": 1},
@@ -107,15 +107,19 @@ def test_perf_tables_aggregate_per_layer_and_phases():
     memory = [{"step": 0, "module": "(model)", "kind": "params", "bytes": 10},
               {"step": 2, "module": "(model)", "kind": "params", "bytes": 12},
               {"step": 2, "module": "fc", "kind": "activations", "bytes": 64}]
-    t = perf_tables(timings, memory)
-    assert t["layers"] == [{"module": "fc", "fwd": pytest.approx(0.003), "bwd": pytest.approx(0.005), "calls": 1.0}]
+    run = Run()
+    run.add_records("timings", timings)
+    run.add_records("memory", memory)
+    t = panel_state(run)  # medians over sampled steps, the first (warm-up) one left out: perf.measures
+    assert t["layers"] == [{"module": "fc", "fwd": pytest.approx(0.004), "bwd": pytest.approx(0.006), "calls": 1,
+                            "activation_bytes": 64}]
     assert t["phases"][0]["data"] == 0.1 and t["phases"][0]["total"] == 0.2 and t["phases"][0]["fwd"] == 0.0
     assert t["memory"] == [{"module": "(model)", "kind": "params", "bytes": 12},
                            {"module": "fc", "kind": "activations", "bytes": 64}]
     assert t["sampled_steps"] == 2
     w = PerfWidget()
     assert not w.has_data
-    w.set_tables(timings, memory)
+    w.set_state(t)
     assert w.has_data and w.layers == t["layers"]
 
 
@@ -163,7 +167,7 @@ def test_dashboard_links_selection_both_ways():
     assert graph.step == 7
     assert [t for t in d.tabs.titles] == ["graph"] and list(d.children) == [heat, d.tabs]
     sugg.set_suggestions([{"id": "a", "title": "A"}])
-    perf.set_tables([{"step": 0, "module": "fc", "phase": "fwd", "seconds": 0.1, "calls": 1}], [])
+    perf.set_state({"layers": [{"module": "fc", "fwd": 0.1, "bwd": 0.0, "calls": 1}]})
     d.refresh()
     assert list(d.tabs.titles) == ["graph", "performance", "suggestions (1)"]
     d.refresh(show_graph=False)
