@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dsnotebook.run.store import derive_grad_fields, derive_update_fields
+from dsnotebook.run.fields import derive_grad_fields, derive_update_fields
 from dsnotebook.stats.reference import HIST_OFFSET, TorchStatsBackend, hist_bin_edges
 from helpers import plain_grad_stats
 

@@ -1,0 +1,51 @@
+"""The run directory: a Run written by a notebook or a script, opened in the same views.
+
+Two files: ``run.json`` (metadata, tensors, events, graph, record tables: JSON-able
+records) and ``stats.npz`` (the per-step numbers as flat arrays).  Each is written to a
+temporary name and renamed into place, so a reader (or a crash while saving) never
+leaves half a file behind: each file is either the previous save's or the new one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+import numpy as np
+
+FORMAT = 2
+HEAD, STATS = "run.json", "stats.npz"
+
+
+def write_run_dir(directory: str | os.PathLike[str], head: dict[str, Any],
+                  arrays: dict[str, np.ndarray]) -> pathlib.Path:
+    """Write ``head`` (JSON-able) and ``arrays`` into ``directory`` (created if missing)."""
+    d = pathlib.Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"format": FORMAT, **head}, indent=1, default=str)
+    tmp = d / (HEAD + ".tmp")
+    tmp.write_text(text)
+    tmp_npz = d / (STATS + ".tmp")
+    with open(tmp_npz, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp_npz, d / STATS)
+    os.replace(tmp, d / HEAD)
+    return d
+
+
+def read_run_dir(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(head, arrays) of a directory written by :func:`write_run_dir`; clear errors otherwise."""
+    d = pathlib.Path(directory)
+    if not (d / HEAD).is_file():
+        what = "does not exist" if not d.exists() else f"has no {HEAD}"
+        raise FileNotFoundError(f"{d} is not a run directory: it {what} (write one with Run.save)")
+    head = json.loads((d / HEAD).read_text())
+    fmt = head.get("format")
+    if fmt != FORMAT:
+        raise ValueError(f"{d / HEAD} has format {fmt!r}; this dsnotebook reads format {FORMAT}")
+    if not (d / STATS).is_file():
+        raise FileNotFoundError(f"{d} has {HEAD} but no {STATS}: the save did not finish")
+    with np.load(d / STATS, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}  # decompress each array once
+    return head, arrays
