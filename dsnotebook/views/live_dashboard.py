@@ -22,7 +22,7 @@ import numpy as np
 
 from dsnotebook.views import perf_summary
 from dsnotebook.views.live_heatmap import LiveHeatmap
-from dsnotebook.run.store import ACT_FIELDS, Run
+from dsnotebook.run import ACT_FIELDS, Run
 from dsnotebook.views.text import text_summary
 
 GRAPH_STATS_GRADS = [
@@ -30,7 +30,7 @@ GRAPH_STATS_GRADS = [
     {"key": "nonfinite", "label": "non-finite gradients", "log": False},
 ]
 _ACT_COLS = {k: ACT_FIELDS.index(k) for k in ("mean", "std", "absmax", "zero_frac", "nonfinite")}
-_CALL, _DEAD, _UNITS = ACT_FIELDS.index("call"), ACT_FIELDS.index("dead_units"), ACT_FIELDS.index("units")
+_DEAD, _UNITS = ACT_FIELDS.index("dead_units"), ACT_FIELDS.index("units")
 
 
 class LiveDashboard:
@@ -119,15 +119,13 @@ class LiveDashboard:
                 np.add.at(acc2, prow, np.nan_to_num(nf[pten], nan=0.0))
                 out[keys.index("nonfinite")] = np.where(seen, acc2, np.nan)
         if self.activations:
-            mods = self.run.act_modules
-            recs = getattr(self.run, "_steps", {})
             for j, s in enumerate(steps):
-                rec = recs.get(s)
-                if rec is None or not len(rec.act_ids):
+                rows = self.run.activations_at(s)
+                if rows is None:
                     continue
-                vals = rec.act_vals
-                for i, (m, call) in enumerate(zip(rec.act_ids.tolist(), vals[:, _CALL].astype(np.int64).tolist())):
-                    r = self._row.get(f"{mods[m]['module']}#{call}")
+                vals = rows.values
+                for i, (m, call) in enumerate(zip(rows.modules, rows.calls.tolist())):
+                    r = self._row.get(f"{m}#{call}")
                     if r is None:
                         continue
                     for key, col in _ACT_COLS.items():
@@ -137,8 +135,7 @@ class LiveDashboard:
         return out
 
     def _has_activations(self, step: int) -> bool:
-        rec = getattr(self.run, "_steps", {}).get(step)
-        return rec is not None and len(rec.act_ids) > 0
+        return self.run.has_activations(step)
 
     # -- feeding -----------------------------------------------------------------------------
     def _on_run(self, kind: str, steps: list[int]) -> None:
