@@ -181,7 +181,7 @@ class ActivationSampler:
         alias_meta = [(r.name, r.call, r.type, j) for r, j in aliases]
 
         def decode(host: np.ndarray) -> list[dict[str, Any]]:
-            from dsnotebook.run.store import derive_grad_fields
+            from dsnotebook.run.fields import derive_grad_fields
 
             n = len(meta)
             raw_h = host[:5 * n].reshape(n, 5)
