@@ -6,9 +6,10 @@ Traits (kernel <-> browser):
   :mod:`dsnotebook.dataflow.graph` (only the fields the panel draws are kept). Sent once; the
   browser lays it out once per set of expanded groups (dagre) and only recolours after.
 * ``rows``: ``[{"id": node id}]``, the nodes that have per-step values, and ``stats``:
-  ``[{"key", "label", "log"}]``; the values travel on the heatmap's protocol
-  (:mod:`._series`): custom ``append``/``drop`` messages with one float32 buffer
-  ``[stat, col, row]`` and the ``snapshot``/``snapshot_meta`` traits.
+  ``[{"key", "label", "log"}]``; the values travel on the series protocol
+  (:mod:`dsnotebook.widgets.series`, shared with the heatmap): custom ``append``/``drop``
+  messages with one float32 buffer ``[stat, col, row]`` and the ``snapshot``/``snapshot_meta``
+  traits. The feeder rate-limits (``MIN_INTERVAL`` is 0 here).
 * ``stat`` (statistic shown), ``step`` (-1 = latest; otherwise the latest column at or
   before it), ``selected_module`` (a module path, linked with the other panels),
   ``selected_node`` (the node id clicked), ``events`` (``[{"step", "kind", "module",
@@ -20,12 +21,11 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-import anywidget
 import numpy as np
 import traitlets
 
-from dsnotebook.widgets import colors
-from dsnotebook.widgets._series import SeriesChannel, load_esm
+from dsnotebook.widgets.esm import load_esm
+from dsnotebook.widgets.series import SeriesWidget
 
 __all__ = ["GraphWidget", "GRAPH_STATS", "node_of_event_module", "slim_graph"]
 
@@ -78,73 +78,45 @@ def slim_graph(graph: dict[str, Any] | None) -> dict[str, Any]:
             "message": graph.get("message")}
 
 
-class GraphWidget(anywidget.AnyWidget):
+class GraphWidget(SeriesWidget):
     """Dataflow graph of one forward pass; per-step node values appended live."""
 
     _esm = load_esm("graph")
 
     graph = traitlets.Dict().tag(sync=True)
-    rows = traitlets.List(traitlets.Dict()).tag(sync=True)
-    stats = traitlets.List(traitlets.Dict()).tag(sync=True)
-    stat = traitlets.Unicode("").tag(sync=True)
+    #: -1 = the latest column; otherwise the latest column at or before this step
     step = traitlets.Int(-1).tag(sync=True)
     selected_module = traitlets.Unicode("").tag(sync=True)
     selected_node = traitlets.Unicode("").tag(sync=True)
     events = traitlets.List(traitlets.Dict()).tag(sync=True)
-    status = traitlets.Unicode("").tag(sync=True)
     title = traitlets.Unicode("dataflow graph").tag(sync=True)
     max_visible = traitlets.Int(160).tag(sync=True)
-    lut = traitlets.Bytes(colors.LUT_BYTES).tag(sync=True)
-    nan_color = traitlets.List(traitlets.Int(), list(colors.NAN_RGB)).tag(sync=True)
-    mark_color = traitlets.List(traitlets.Int(), list(colors.MARK_RGB)).tag(sync=True)
-    snapshot = traitlets.Bytes(b"").tag(sync=True)
-    snapshot_meta = traitlets.Dict().tag(sync=True)
 
     def __init__(self, graph: dict[str, Any] | None = None, stats: Sequence[dict[str, Any]] | None = None,
                  rows: Sequence[str] | None = None, **kwargs: Any) -> None:
-        stats = [dict(s) for s in (GRAPH_STATS if stats is None else stats)]
-        for s in stats:
-            s.setdefault("label", s["key"])
-            s["log"] = bool(s.get("log", False))
         g = slim_graph(graph)
-        ids = list(rows) if rows is not None else [n["id"] for n in g["nodes"] if n["kind"] == "module"]
-        kwargs.setdefault("stat", stats[0]["key"] if stats else "")
-        self._channel = SeriesChannel(self, len(stats), len(ids))
-        super().__init__(graph=g, stats=stats, rows=[{"id": str(i)} for i in ids], **kwargs)
-        self._channel.flush()
+        super().__init__(rows=_row_ids(g, rows), stats=GRAPH_STATS if stats is None else stats, graph=g, **kwargs)
 
-    # -- data ------------------------------------------------------------------------------
     @property
     def row_ids(self) -> list[str]:
         return [r["id"] for r in self.rows]
 
-    @property
-    def steps(self) -> list[int]:
-        return self._channel.steps
-
     def set_graph(self, graph: dict[str, Any] | None, rows: Sequence[str] | None = None) -> None:
         """A new graph: columns are forgotten (the rows are its module nodes unless given)."""
         g = slim_graph(graph)
-        ids = list(rows) if rows is not None else [n["id"] for n in g["nodes"] if n["kind"] == "module"]
+        ids = _row_ids(g, rows)
         with self.hold_sync():
-            self._channel.reset(len(self.stats), len(ids))
+            self.series.reset(len(self.stats), len(ids))
             self.graph = g
-            self.rows = [{"id": str(i)} for i in ids]
-
-    def append(self, steps: Sequence[int], values: np.ndarray) -> None:
-        """Add columns: ``values`` is ``[n_stats, n_rows, len(steps)]`` (NaN = no value)."""
-        self._channel.append(steps, values)
-
-    def drop(self, steps: Sequence[int]) -> None:
-        self._channel.drop(steps)
-
-    def values(self) -> np.ndarray:
-        return self._channel.values()
-
-    def flush(self) -> None:
-        self._channel.flush()
+            self.rows = ids
 
     def set_events(self, events: Sequence[dict[str, Any]]) -> None:
         self.events = [{"step": e.get("step"), "kind": str(e.get("kind", "")), "module": e.get("module"),
                         "detail": str(e.get("detail", "")), "node": node_of_event_module(e.get("module"))}
                        for e in events]
+
+
+def _row_ids(graph: dict[str, Any], rows: Sequence[str] | None) -> list[dict[str, str]]:
+    """The rows carrying values: the given node ids, else the graph's module nodes."""
+    ids = list(rows) if rows is not None else [n["id"] for n in graph["nodes"] if n["kind"] == "module"]
+    return [{"id": str(i)} for i in ids]

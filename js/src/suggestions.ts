@@ -2,7 +2,7 @@
 // with a copy button, verify button with live progress and the A/B result).
 // Browser -> kernel: {type: "verify", id}. Text through textContent only.
 import type { Render } from "@anywidget/types";
-import { css, el, formatBytes, text } from "./ui";
+import { css, el, formatBytes, text } from "./shared/ui";
 
 interface Result {
   error?: string;

@@ -1,5 +1,7 @@
 """HeatmapWidget without a browser: message encoding, rate limit, drop, snapshot,
-colour scale (and its JavaScript twin), text fallback."""
+colour scale (and its TypeScript twin), text fallback. The browser side of the protocol is
+tested in TypeScript (js/src/shared/*.test.ts, `npm test`) on traffic recorded here
+(test_series_traffic.py)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +14,8 @@ import numpy as np
 import pytest
 
 from dsnotebook.widgets import HeatmapWidget, colors
-from dsnotebook.widgets import heatmap as heatmap_mod
+from dsnotebook.widgets import series as series_mod
+from dsnotebook.widgets.esm import load_esm
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ROWS = [
@@ -41,7 +44,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
-    monkeypatch.setattr(heatmap_mod.time, "monotonic", c)
+    monkeypatch.setattr(series_mod.time, "monotonic", c)
     return c
 
 
@@ -121,14 +124,14 @@ def test_at_most_ten_sends_per_second(widget: HeatmapWidget, clock: Clock) -> No
 
 
 def test_big_batches_are_chunked_below_the_message_limit(widget: HeatmapWidget) -> None:
-    widget.MAX_MESSAGE_BYTES = S * R * 4 * 7  # 7 columns per message
+    widget.series.max_message_bytes = S * R * 4 * 7  # 7 columns per message
     steps = list(range(30))
     v = vals(steps)
     widget.append(steps, v)
     msgs = widget.sent
     assert [len(c["steps"]) for c, _ in msgs] == [7, 7, 7, 7, 2]
     assert [c["seq"] for c, _ in msgs] == [1, 2, 3, 4, 5]
-    assert all(len(bytes(b[0])) <= widget.MAX_MESSAGE_BYTES for _, b in msgs)
+    assert all(len(bytes(b[0])) <= widget.series.max_message_bytes for _, b in msgs)
     got = np.concatenate([decode(c, b) for c, b in msgs], axis=2)
     np.testing.assert_array_equal(got, v.astype(np.float32))
 
@@ -221,7 +224,7 @@ def test_snapshot_refreshes_about_once_a_second(widget: HeatmapWidget, clock: Cl
 
 
 def test_snapshot_keeps_the_most_recent_columns_when_too_big(widget: HeatmapWidget) -> None:
-    widget.MAX_SNAPSHOT_BYTES = S * R * 4 * 5
+    widget.series.max_snapshot_bytes = S * R * 4 * 5
     steps = list(range(12))
     widget.append(steps, vals(steps))
     widget.flush()
@@ -277,7 +280,7 @@ def test_javascript_scale_mirrors_python(tmp_path: pathlib.Path) -> None:
     if node is None or not esbuild.exists():
         pytest.skip("needs node and js/node_modules (npm install in js/)")
     bundle = tmp_path / "colors.mjs"
-    subprocess.run([str(esbuild), str(REPO / "js" / "src" / "colors.ts"), "--bundle", "--format=esm",
+    subprocess.run([str(esbuild), str(REPO / "js" / "src" / "shared" / "colors.ts"), "--bundle", "--format=esm",
                     f"--outfile={bundle}"], check=True, capture_output=True)
     rng = np.random.default_rng(7)
     values = np.concatenate([
@@ -330,8 +333,7 @@ def test_mimebundle_default_text_and_broken_fallback(widget: HeatmapWidget, cloc
 
 
 def test_missing_bundle_gives_a_readable_widget(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
-    monkeypatch.setattr(heatmap_mod, "_STATIC", tmp_path / "nope.js")
-    esm = heatmap_mod._load_esm()
+    esm = load_esm("heatmap", static=tmp_path)
     assert "bundle is missing" in esm and "export default" in esm
 
 
@@ -350,96 +352,6 @@ def test_status_right_after_a_data_flush_is_shown(widget: HeatmapWidget, clock: 
     widget.flush()
     widget.set_status("finished - 1 step")
     assert widget.status == "finished - 1 step"
-
-
-# ---------------------------------------------------------------- the JS side of the protocol
-def _js_replay(tmp_path: pathlib.Path, initial: dict, events: list, lose: set[int]) -> dict:
-    """Feed the recorded kernel->browser traffic to the real Store/applyDelta/applySnapshot
-    of js/src/heatmap.ts (in node), losing the custom messages numbered in ``lose``."""
-    esbuild = REPO / "js" / "node_modules" / ".bin" / "esbuild"
-    node = shutil.which("node")
-    if node is None or not esbuild.exists():
-        pytest.skip("needs node and js/node_modules (npm install in js/)")
-    import base64
-
-    bundle = tmp_path / "heatmap.mjs"
-    if not bundle.exists():
-        subprocess.run([str(esbuild), str(REPO / "js" / "src" / "heatmap.ts"), "--bundle", "--format=esm",
-                        f"--outfile={bundle}"], check=True, capture_output=True)
-    (tmp_path / "events.json").write_text(json.dumps({"initial": initial, "events": events, "lose": sorted(lose)}))
-    script = tmp_path / "replay.mjs"
-    script.write_text(
-        f"import {{ Store, applyDelta, applySnapshot }} from {json.dumps(str(bundle))};\n"
-        "import { readFileSync } from 'node:fs';\n"
-        f"const E = JSON.parse(readFileSync({json.dumps(str(tmp_path / 'events.json'))}, 'utf8'));\n"
-        """
-const view = (b64) => { const b = Buffer.from(b64, 'base64'); return new DataView(b.buffer, b.byteOffset, b.byteLength); };
-let state = {};
-const model = { get: (k) => state[k] };
-const setSnap = (s) => { state = { rows: s.rows, stats: s.stats, snapshot_meta: s.meta, snapshot: view(s.data) }; };
-const store = new Store();
-setSnap(E.initial);
-applySnapshot(model, store, true);
-let i = 0;
-for (const ev of E.events) {
-  if (ev.kind === 'msg') {
-    if (!E.lose.includes(i++)) applyDelta(store, ev.content, ev.buffers.map(view));
-  } else { setSnap(ev); applySnapshot(model, store, false); }
-}
-const data = store.data.map((d) => Buffer.from(d.buffer, 0, store.nCols * store.nRows * 4).toString('base64'));
-process.stdout.write(JSON.stringify({ steps: store.steps, seq: store.seq, stale: store.stale, gaps: store.gaps, data }));
-""")
-    out = subprocess.run([node, str(script)], check=True, capture_output=True, text=True).stdout
-    res = json.loads(out)
-    res["values"] = np.stack([
-        np.frombuffer(base64.b64decode(d), dtype=np.float32).reshape(len(res["steps"]), R).T for d in res["data"]
-    ]) if res["steps"] else np.zeros((S, R, 0), np.float32)
-    return res
-
-
-def _record(w: HeatmapWidget) -> tuple[dict, list]:
-    import base64
-
-    def snap() -> dict:
-        return {"kind": "snapshot", "rows": w.rows, "stats": w.stats, "meta": dict(w.snapshot_meta),
-                "data": base64.b64encode(w.snapshot).decode()}
-
-    events: list = []
-    w.send = lambda content, buffers=None: events.append(  # type: ignore[method-assign]
-        {"kind": "msg", "content": content, "buffers": [base64.b64encode(bytes(b)).decode() for b in buffers or []]})
-    w.observe(lambda change: events.append(snap()), names=["snapshot_meta"])
-    return snap(), events
-
-
-def _traffic(clock: Clock) -> tuple[HeatmapWidget, dict, list]:
-    w = HeatmapWidget(rows=ROWS, stats=STATS)
-    w.MAX_MESSAGE_BYTES = S * R * 4 * 3
-    initial, events = _record(w)
-    for step in range(40):
-        w.append([step], vals([step], seed=step))
-        clock.t += 0.04
-        if step % 9 == 8:
-            w.drop([step - 8, step - 5])
-    w.flush()
-    return w, initial, events
-
-
-def test_js_applies_every_delta_in_order(tmp_path: pathlib.Path, clock: Clock) -> None:
-    w, initial, events = _traffic(clock)
-    res = _js_replay(tmp_path, initial, events, lose=set())
-    assert res["steps"] == w.steps and not res["stale"] and res["gaps"] == 0
-    np.testing.assert_array_equal(res["values"], w.values())
-
-
-def test_js_recovers_lost_messages_from_the_snapshot(tmp_path: pathlib.Path, clock: Clock) -> None:
-    w, initial, events = _traffic(clock)
-    n_msgs = sum(1 for e in events if e["kind"] == "msg")
-    assert sum(1 for e in events if e["kind"] == "snapshot") >= 2  # periodic + flush
-    for lose in ({0, 1, 2}, {5}, {n_msgs - 1}):  # lost at start (no model yet), midway, last
-        res = _js_replay(tmp_path, initial, events, lose=lose)
-        assert res["gaps"] >= 1 or lose == {n_msgs - 1}
-        assert res["steps"] == w.steps and not res["stale"], lose
-        np.testing.assert_array_equal(res["values"], w.values())
 
 
 def test_display_and_update_display_refresh_the_text(monkeypatch: pytest.MonkeyPatch, widget: HeatmapWidget) -> None:
@@ -473,7 +385,7 @@ def test_big_snapshots_refresh_less_often(clock: Clock) -> None:
         clock.t += 0.05
     gaps = np.diff(refreshes)
     assert len(refreshes) >= 2 and gaps.min() >= 1.0 - 1e-9
-    assert all(g >= w._snapshot_nbytes() / w.SNAPSHOT_BYTES_PER_S * 0.5 for g in gaps[-2:])
+    assert all(g >= w.series.snapshot_nbytes() / w.series.snapshot_bytes_per_s * 0.5 for g in gaps[-2:])
 
 
 def test_terminal_ipython_shows_the_text_summary(widget: HeatmapWidget) -> None:

@@ -1,9 +1,9 @@
 // The graph's drawing: building the SVG of a layout, colouring its boxes for the shown
 // column (value, non-finite / dead flags, selection), the colour bar, the legend and the
 // details panel's sparkline. All text goes through textContent.
-import type { Store } from "../heatmap/store";
-import { formatFloat32, RGB, tickLabel } from "../colors";
-import { el, svg, lumaText, shapeText, formatCount } from "../ui";
+import type { SeriesStore } from "../shared/store";
+import { formatFloat32, RGB, tickLabel } from "../shared/colors";
+import { el, svg, lumaText, shapeText, formatCount } from "../shared/ui";
 import { clip, Layout, textW } from "./layout";
 import type { StatInfo } from "./types";
 
@@ -249,7 +249,7 @@ export function drawBar(bar: HTMLCanvasElement, root: HTMLElement, lo: number, h
 }
 
 /** History of statistic si of row r over all columns held, column c marked. */
-export function sparkline(store: Store, value: ValueAt, si: number, r: number, c: number, log: boolean): SVGSVGElement {
+export function sparkline(store: SeriesStore, value: ValueAt, si: number, r: number, c: number, log: boolean): SVGSVGElement {
   const W = 270;
   const H = 64;
   const s = svg("svg", "dsn-spark") as SVGSVGElement;

@@ -87,3 +87,27 @@ export function attachPanZoom(sv: SVGSVGElement, root: HTMLElement, hooks: PanZo
     window.removeEventListener("mouseup", onUp);
   };
 }
+
+/** The transform that fits a `w` x `h` layout into a `W` x `H` box (zoom at most 1.2), top-aligned
+ * when it is still taller than the box. */
+export function fitView(w: number, h: number, W: number, H: number): ViewBox {
+  const k = Math.min(1.2, Math.max(0.05, Math.min(W / w, H / h)));
+  return { k, x: (W - w * k) / 2, y: h * k > H ? 0 : Math.max(0, (H - h * k) / 2) };
+}
+
+/** The first view of a layout: readable boxes (zoom 0.75 to 1.1), centred when it fits, else
+ * its top-left corner (a deep model is a tall chain: start at its top). */
+export function firstView(w: number, h: number, W: number, H: number): ViewBox {
+  const k = Math.min(1.1, Math.max(0.75, Math.min(W / w, H / h)));
+  return { k, x: w * k < W ? (W - w * k) / 2 : 0, y: h * k < H ? (H - h * k) / 2 : 0 };
+}
+
+/** `view` moved so that layout point (x, y) is centred in a `W` x `H` box, unless it is
+ * already visible (20 px inside the edges); zooms in to 0.8 from below 0.5. */
+export function centerOn(view: ViewBox, x: number, y: number, W: number, H: number): ViewBox {
+  const sx = x * view.k + view.x;
+  const sy = y * view.k + view.y;
+  if (sx > 20 && sx < W - 20 && sy > 20 && sy < H - 20) return view;
+  const k = view.k < 0.5 ? 0.8 : view.k;
+  return { k, x: W / 2 - x * k, y: H / 2 - y * k };
+}

@@ -1,9 +1,9 @@
-// The graph's structure (groups, depth, default expansion) and its layered layout: the
-// visible boxes (collapsed groups stand for what is inside) laid out by dagre, expanded
-// groups drawn as padded bounding boxes. Cached by the view per set of expanded groups.
+// The graph's layered layout: the visible boxes (collapsed groups stand for what is inside)
+// laid out by dagre, expanded groups drawn as padded bounding boxes. Cached by the view per set of expanded groups.
 import dagre from "@dagrejs/dagre";
-import { shapeText } from "../ui";
-import type { GEdge, GNode, Model } from "./types";
+import { shapeText } from "../shared/ui";
+import type { Structure } from "./structure";
+import type { GNode } from "./types";
 
 export const NODE_FONT = "12px system-ui, sans-serif";
 const MAX_W = 210;
@@ -69,67 +69,6 @@ export function clip(s: string, maxW: number, font = NODE_FONT): string {
     else hi = mid - 1;
   }
   return s.slice(0, lo) + "…";
-}
-
-/** Structure derived from the graph trait. */
-export class Structure {
-  nodes: GNode[];
-  edges: GEdge[];
-  byId = new Map<string, GNode>();
-  children = new Map<string, string[]>();
-  groups: GNode[] = [];
-  root: string | null = null;
-  depth = new Map<string, number>();
-  constructor(g: Model["graph"]) {
-    this.nodes = (g && g.nodes) || [];
-    this.edges = (g && g.edges) || [];
-    for (const n of this.nodes) this.byId.set(n.id, n);
-    for (const n of this.nodes) {
-      if (n.parent && this.byId.has(n.parent)) {
-        const c = this.children.get(n.parent);
-        if (c) c.push(n.id);
-        else this.children.set(n.parent, [n.id]);
-      }
-    }
-    for (const n of this.nodes) {
-      const p = n.parent && this.byId.has(n.parent) ? n.parent : null;
-      this.depth.set(n.id, p ? (this.depth.get(p) ?? 0) + 1 : 0);
-      if (this.children.has(n.id)) this.groups.push(n);
-      if (!p && n.kind === "module" && this.children.has(n.id) && this.root === null) this.root = n.id;
-    }
-  }
-  isGroup(id: string): boolean {
-    return this.children.has(id);
-  }
-  /** Default expansion: shallow groups first while at most `budget` boxes are visible. */
-  defaultExpanded(budget: number): Set<string> {
-    const exp = new Set<string>();
-    let count = this.nodes.filter((n) => !n.parent || !this.byId.has(n.parent)).length;
-    const queue: string[] = [];
-    if (this.root) {
-      exp.add(this.root);
-      count += (this.children.get(this.root) || []).length - 1;
-      queue.push(...(this.children.get(this.root) || []).filter((c) => this.isGroup(c)));
-    }
-    while (queue.length) {
-      const g = queue.shift() as string;
-      const cost = (this.children.get(g) || []).length - 1;
-      if (count + cost > budget) continue;
-      exp.add(g);
-      count += cost;
-      queue.push(...(this.children.get(g) || []).filter((c) => this.isGroup(c)));
-    }
-    return exp;
-  }
-  ancestors(id: string): string[] {
-    const out: string[] = [];
-    let n = this.byId.get(id);
-    while (n && n.parent && this.byId.has(n.parent)) {
-      out.push(n.parent);
-      n = this.byId.get(n.parent);
-    }
-    return out;
-  }
 }
 
 export function computeLayout(S: Structure, expanded: Set<string>, rowOf: Map<string, number>): Layout {

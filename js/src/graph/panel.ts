@@ -1,11 +1,11 @@
 // The graph's side panels: details of the selected node (kind, shapes, params, its
 // history as a sparkline, the values at the shown step) and the list of events.
 import type { AnyModel } from "@anywidget/types";
-import type { Store } from "../heatmap/store";
-import { formatFloat32 } from "../colors";
-import { el, shapeText, formatCount } from "../ui";
+import type { SeriesStore } from "../shared/store";
+import { formatFloat32 } from "../shared/colors";
+import { el, shapeText, formatCount } from "../shared/ui";
 import { sparkline, ValueAt } from "./draw";
-import type { Structure } from "./layout";
+import type { Structure } from "./structure";
 import type { Model, StatInfo } from "./types";
 
 type ModelGet = Pick<AnyModel<Model>, "get">;
@@ -21,7 +21,7 @@ function kv(grid: HTMLElement, k: string, v: string): void {
 export interface SideArgs {
   model: ModelGet;
   S: Structure;
-  store: Store;
+  store: SeriesStore;
   rowOf: Map<string, number>;
   value: ValueAt;
   column: () => number; // the column shown (-1: none)

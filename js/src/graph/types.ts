@@ -1,4 +1,7 @@
 // The graph panel's model traits and the graph trait's node/edge records.
+import type { SeriesModel, SnapshotMeta, StatInfo } from "../shared/series";
+
+export type { StatInfo };
 export interface GNode {
   id: string;
   kind: string; // module | op | input | output
@@ -18,11 +21,6 @@ export interface GEdge {
   shape?: number[];
   dtype?: string;
 }
-export interface StatInfo {
-  key: string;
-  label: string;
-  log: boolean;
-}
 export interface EventInfo {
   step: number | null;
   kind: string;
@@ -30,7 +28,7 @@ export interface EventInfo {
   detail: string;
   node: string;
 }
-export interface Model {
+export interface Model extends SeriesModel {
   graph: { nodes?: GNode[]; edges?: GEdge[]; model?: string; message?: string | null };
   rows: { id: string }[];
   stats: StatInfo[];
@@ -46,5 +44,5 @@ export interface Model {
   nan_color: number[];
   mark_color: number[];
   snapshot: DataView;
-  snapshot_meta: Record<string, unknown>;
+  snapshot_meta: SnapshotMeta;
 }

@@ -1,76 +1,24 @@
-// The graph panel's view: the DOM (header controls, SVG canvas, side panel, events), the
+// The graph panel's view (elements from dom.ts): the
 // layout cache (one per set of expanded groups), the draw loop that recolours for the
 // shown step, selection (linked to other panels via selected_module / selected_node),
 // expand / collapse, and the event wiring. Every text goes through textContent.
 import type { Render } from "@anywidget/types";
-import type { Store } from "../heatmap/store";
-import { scale, RGB } from "../colors";
-import { el, svg, css } from "../ui";
+import type { SeriesStore } from "../shared/store";
+import { scale, RGB } from "../shared/colors";
+import { toBytes } from "../shared/series";
+import { buildDom } from "./dom";
 import { buildSvg, drawBar, legendItem, paintLayout } from "./draw";
-import { attachPanZoom } from "./interaction";
-import { computeLayout, Layout, Structure } from "./layout";
+import { attachPanZoom, centerOn, firstView, fitView } from "./interaction";
+import { computeLayout, Layout } from "./layout";
 import { renderEvents as renderEventList, renderSide } from "./panel";
-import { STYLE } from "./style";
+import { Structure } from "./structure";
 import type { Model, StatInfo } from "./types";
 
 /** The anywidget render of a graph panel showing the node values in `store`. */
-export function createRender(store: Store): Render<Model> {
+export function createRender(store: SeriesStore): Render<Model> {
   return ({ model, el: host }) => {
-    const root = el("div", "dsn-graph");
-    const header = el("div", "dsn-graph-header");
-    const title = el("span", "dsn-graph-title");
-    const select = el("select", "dsn-graph-stat");
-    select.setAttribute("aria-label", "statistic");
-    const slider = el("input", "dsn-graph-step");
-    slider.type = "range";
-    slider.min = "0";
-    slider.step = "1";
-    slider.setAttribute("aria-label", "step");
-    const stepLabel = el("span", "dsn-graph-steplabel");
-    const latestBtn = el("button", "dsn-graph-latest");
-    latestBtn.type = "button";
-    latestBtn.textContent = "latest";
-    const fitBtn = el("button", "dsn-graph-fit");
-    fitBtn.type = "button";
-    fitBtn.textContent = "fit";
-    const expandBtn = el("button", "dsn-graph-expand-all");
-    expandBtn.type = "button";
-    expandBtn.textContent = "expand all";
-    const collapseBtn = el("button", "dsn-graph-collapse-all");
-    collapseBtn.type = "button";
-    collapseBtn.textContent = "collapse";
-    const legend = el("span", "dsn-graph-legend");
-    const bar = el("canvas", "dsn-graph-colorbar");
-    header.append(title, select, slider, stepLabel, latestBtn, fitBtn, expandBtn, collapseBtn, bar, legend);
-    const status = el("div", "dsn-graph-status");
-    const body = el("div", "dsn-graph-body");
-    const canvasBox = el("div", "dsn-graph-canvas");
-    const sv = svg("svg", "dsn-graph-svg") as SVGSVGElement;
-    sv.setAttribute("role", "img");
-    const defs = svg("defs", "");
-    const marker = svg("marker", "");
-    marker.setAttribute("id", `dsn-arrow-${Math.random().toString(36).slice(2)}`);
-    const markerId = marker.getAttribute("id") as string;
-    for (const [k, v] of [["viewBox", "0 0 10 10"], ["refX", "9"], ["refY", "5"], ["markerWidth", "7"], ["markerHeight", "7"], ["orient", "auto-start-reverse"]])
-      marker.setAttribute(k, v);
-    const arrow = svg("path", "");
-    arrow.setAttribute("d", "M 0 0 L 10 5 L 0 10 z");
-    arrow.setAttribute("fill", "var(--jp-ui-font-color3, #90a4ae)");
-    marker.appendChild(arrow);
-    defs.appendChild(marker);
-    const viewport = svg("g", "dsn-viewport");
-    const gClusters = svg("g", "dsn-clusters");
-    const gEdges = svg("g", "dsn-edges");
-    const gLabels = svg("g", "dsn-edge-labels");
-    const gNodes = svg("g", "dsn-nodes");
-    viewport.append(gClusters, gEdges, gLabels, gNodes);
-    sv.append(defs, viewport);
-    canvasBox.appendChild(sv);
-    const side = el("div", "dsn-graph-side");
-    body.append(canvasBox, side);
-    const events = el("div", "dsn-graph-events");
-    root.append(css(STYLE), header, status, body, events);
-    host.appendChild(root);
+    const { root, title, select, slider, stepLabel, latestBtn, fitBtn, expandBtn, collapseBtn, legend, bar, status,
+      canvasBox, sv, viewport, layers, markerId, side, events } = buildDom(host);
 
     let S = new Structure(model.get("graph"));
     let expanded = S.defaultExpanded(model.get("max_visible") || 160);
@@ -92,49 +40,31 @@ export function createRender(store: Store): Render<Model> {
     };
     rebuildRows();
 
-    /** The column shown: the latest at or before `step` (-1: the latest). */
-    const column = (): number => {
-      const C = store.nCols;
-      if (C === 0) return -1;
-      const step = model.get("step");
-      if (step === undefined || step < 0) return C - 1;
-      let c = -1;
-      for (let i = 0; i < C; i++) if (store.steps[i] <= step) c = i;
-      return c < 0 ? 0 : c;
-    };
-    const value = (si: number, c: number, r: number): number =>
-      si < 0 || c < 0 || r < 0 || si >= store.nStats ? NaN : store.data[si][c * store.nRows + r];
+    /** The column shown: the latest at or before the `step` trait (-1: the latest). */
+    const column = (): number => store.columnAt(model.get("step") ?? -1);
+    const value = (si: number, c: number, r: number): number => store.value(si, c, r);
 
     const applyView = () => {
       viewport.setAttribute("transform", `translate(${view.x.toFixed(1)},${view.y.toFixed(1)}) scale(${view.k.toFixed(4)})`);
       sv.classList.toggle("dsn-far", view.k < 0.6);
       root.dataset.zoom = view.k.toFixed(3);
     };
+    const boxSize = (): [number, number] => [canvasBox.clientWidth || 800, canvasBox.clientHeight || 520];
     const fit = () => {
       if (!layout) return;
-      const W = canvasBox.clientWidth || 800;
-      const H = canvasBox.clientHeight || 520;
-      const k = Math.min(1.2, Math.max(0.05, Math.min(W / layout.width, H / layout.height)));
-      view = { k, x: (W - layout.width * k) / 2, y: Math.max(0, (H - layout.height * k) / 2) };
-      if (layout.height * k > H) view.y = 0;
+      view = fitView(layout.width, layout.height, ...boxSize());
       applyView();
     };
-    const centerOn = (id: string) => {
+    const revealBox = (id: string) => {
       const b = layout && layout.boxes.get(id);
       if (!b) return;
-      const W = canvasBox.clientWidth || 800;
-      const H = canvasBox.clientHeight || 520;
-      const sx = b.x * view.k + view.x;
-      const sy = b.y * view.k + view.y;
-      if (sx > 20 && sx < W - 20 && sy > 20 && sy < H - 20) return;
-      if (view.k < 0.5) view.k = 0.8;
-      view.x = W / 2 - b.x * view.k;
-      view.y = H / 2 - b.y * view.k;
+      const next = centerOn(view, b.x, b.y, ...boxSize());
+      if (next === view) return;
+      view = next;
       applyView();
     };
 
     // -------------------------------------------------------------- building the SVG
-    const layers = { gClusters, gEdges, gLabels, gNodes };
     const build = () => {
       buildSvg(layout, layers, markerId);
       if (layout) sv.setAttribute("aria-label", `${S.nodes.length} nodes, ${layout.boxes.size} shown`);
@@ -158,11 +88,7 @@ export function createRender(store: Store): Render<Model> {
       build();
       root.dataset.buildMs = (performance.now() - tb).toFixed(1);
       if (!fitted) {
-        // first view: readable boxes (a deep model is a tall chain: start at its top)
-        const W = canvasBox.clientWidth || 800;
-        const H = canvasBox.clientHeight || 520;
-        const k = Math.min(1.1, Math.max(0.75, Math.min(W / L.width, H / L.height)));
-        view = { k, x: L.width * k < W ? (W - L.width * k) / 2 : 0, y: L.height * k < H ? (H - L.height * k) / 2 : 0 };
+        view = firstView(L.width, L.height, ...boxSize());
         applyView();
         fitted = true;
       }
@@ -179,10 +105,7 @@ export function createRender(store: Store): Render<Model> {
     };
 
     // -------------------------------------------------------------- colouring
-    const lutBytes = (): Uint8Array => {
-      const v = model.get("lut");
-      return v ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : new Uint8Array(0);
-    };
+    const lutBytes = (): Uint8Array => toBytes(model.get("lut"));
     const rgbOf = (i: number): RGB => {
       const l = lutBytes();
       return [l[3 * i], l[3 * i + 1], l[3 * i + 2]];
@@ -253,7 +176,7 @@ export function createRender(store: Store): Render<Model> {
       model.save_changes();
       if (reveal && layout) {
         const r = layout.rep.get(id);
-        if (r) centerOn(r);
+        if (r) revealBox(r);
       }
       schedule();
     };
@@ -344,7 +267,7 @@ export function createRender(store: Store): Render<Model> {
         const n = S.nodes.find((m) => m.kind === "module" && m.name === mod);
         if (n && layout) {
           const r = layout.rep.get(n.id);
-          if (r) centerOn(r);
+          if (r) revealBox(r);
         }
       }
       schedule();
