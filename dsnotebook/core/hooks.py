@@ -92,11 +92,24 @@ def first_float_tensor(obj: Any) -> torch.Tensor | None:
 
 
 
+def in_module_hook() -> bool:
+    """True while one of dsnotebook's module hooks runs on this thread."""
+    return getattr(_state, "hook_depth", 0) > 0
+
+
 class HookSet:
-    """Handles of one feature's hooks; :meth:`remove` takes every one of them out."""
+    """Handles of one feature's hooks; :meth:`remove` takes every one of them out.
+
+    When forward raises, torch runs the always-called forward hooks while iterating the
+    module's hook dict; removing a handle then makes torch raise "OrderedDict mutated
+    during iteration" instead of the user's exception.  So a removal asked for from inside
+    one of our hooks on that path is deferred: the handles stay (their hooks check their
+    owner's state and do nothing) until the next :meth:`remove` outside a hook.
+    """
 
     def __init__(self) -> None:
         self._handles: list[Any] = []
+        self.deferred = False
 
     def add(self, handle: Any) -> None:
         self._handles.append(handle)
@@ -105,6 +118,10 @@ class HookSet:
         return len(self._handles)
 
     def remove(self) -> None:
+        if in_module_hook() and in_error():
+            self.deferred = True
+            return
+        self.deferred = False
         while self._handles:
             h = self._handles.pop()
             try:
@@ -130,11 +147,19 @@ def hook_modules(model: nn.Module, pre: Callable[..., Any] | None, post: Callabl
 
 def _pre_hook(fn: Callable[..., Any], name: str) -> Callable[..., None]:
     def hook(module: nn.Module, args: Any, kwargs: Any) -> None:  # returns None: never alters inputs
-        fn(name, module, args, kwargs)
+        _state.hook_depth = getattr(_state, "hook_depth", 0) + 1
+        try:
+            fn(name, module, args, kwargs)
+        finally:
+            _state.hook_depth -= 1
     return hook
 
 
 def _post_hook(fn: Callable[..., Any], name: str) -> Callable[..., None]:
     def hook(module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:  # never alters outputs
-        fn(name, module, args, kwargs, output)
+        _state.hook_depth = getattr(_state, "hook_depth", 0) + 1
+        try:
+            fn(name, module, args, kwargs, output)
+        finally:
+            _state.hook_depth -= 1
     return hook

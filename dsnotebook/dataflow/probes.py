@@ -49,7 +49,11 @@ class GraphProbe(Probe):
         self.ctx.run.set_graph(graph)  # who listens: the dashboard's graph panel
         if graph.get("message"):
             self.ctx.run.add_event(None, "graph", None, graph["message"])
-        self._recorder = None
+
+    def before_forward(self, step: int) -> None:
+        if self._recorder is not None and self._recorder.result is not None:
+            self._recorder.stop()  # hooks whose removal a raising forward deferred
+            self._recorder = None
 
     def detach(self) -> None:
         if self._recorder is not None:
