@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(PY) -m dsnotebook demo
 
 test: $(STAMP) js chromium
+	cd js && npm test --silent
 	$(PY) -m pytest -q tests notebooks --nbval-lax -p no:cacheprovider
 
 test-fast: $(STAMP)
