@@ -237,7 +237,7 @@ t0 = time.perf_counter()
 for a in range(0, C, 500):      # as a long run would: batches of columns
     big.append(list(range(a, a + 500)), vals[:, :, a:a + 500])
 big.flush()
-print(f"sent in {time.perf_counter() - t0:.2f}s, {big._n_messages} messages")
+print(f"sent in {time.perf_counter() - t0:.2f}s, {big.series.messages} messages")
 ''',
 ]
 
