@@ -12,8 +12,11 @@ the gradients: sum, sumsq, absmax, non-finite, zeros per tensor) plus a per-chan
 "any non-zero" reduction (amax/amin over the other dims) give mean, std, abs-max, zero fraction, non-finite count and
 dead units; the numbers travel to the host in one copy.
 
-Dead unit: a channel whose every element was exactly zero across the whole sampled
-batch (and all spatial/sequence positions).  Channel = dim 1 of conv-like ``N, C, ...``
+Dead unit: a channel of a rectifier's output (ReLU family: the module is one, or its
+output was made by one, e.g. a block ending in ``F.relu``) whose every element was
+exactly zero across the whole sampled batch (and all spatial/sequence positions).  Other
+outputs have no dead units (``units`` 0): an all-zero channel of a Flatten over images is
+a blank border pixel of the data, and a max-pool after a ReLU only repeats the ReLU's.  Channel = dim 1 of conv-like ``N, C, ...``
 outputs (4-D and more, or 3-D outputs of 1-d conv/norm/pool layers and the elementwise
 layers after them), the last dim of linear-like ``N, ..., F`` outputs.
 
@@ -50,6 +53,21 @@ def channel_dim(module: nn.Module, t: torch.Tensor, prev: tuple[tuple[int, ...],
     if prev is not None and prev[0] == tuple(t.shape) and prev[1] == 1:
         return 1  # e.g. a ReLU right after a Conv1d
     return t.dim() - 1
+
+
+_RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Threshold, nn.Hardswish, nn.Hardsigmoid)
+# autograd nodes of the ops behind them (functional calls inside a module's forward)
+_RECTIFIER_NODES = frozenset({"ReluBackward0", "ReluBackward1", "HardtanhBackward0", "HardtanhBackward1",
+                              "ThresholdBackward0", "ThresholdBackward1", "HardswishBackward0",
+                              "HardsigmoidBackward0"})
+
+
+def ends_in_rectifier(module: nn.Module, t: torch.Tensor) -> bool:
+    """True when ``t`` (an output of ``module``) is a rectifier's output: zero means "silent"."""
+    if isinstance(module, _RECTIFIERS):
+        return True
+    node = t.grad_fn
+    return node is not None and type(node).__name__ in _RECTIFIER_NODES
 
 
 class _Row:
@@ -127,6 +145,7 @@ class ActivationSampler:
             return
         alias = self._seen.get(id(t), -1)
         shown = name or "(root)"
+        rectified = ends_in_rectifier(module, t)
         if alias < 0:
             self._seen[id(t)] = len(self._rows)
             self._alive.append(t)  # keeps id(t) unique until collect
@@ -136,7 +155,7 @@ class ActivationSampler:
                 t = t.clone()
         dim = channel_dim(module, t, self._prev)
         self._prev = (tuple(t.shape), dim) if dim is not None else None
-        self._rows.append(_Row(shown, call, type(module).__name__, t, dim, alias))
+        self._rows.append(_Row(shown, call, type(module).__name__, t, dim if rectified else None, alias))
 
     def collect(self, stats: Callable[[list[torch.Tensor]], torch.Tensor]) -> tuple[torch.Tensor, Callable] | None:
         """(device float64 vector, decode(host) -> rows) for what the last forward produced, or None.

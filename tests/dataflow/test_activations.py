@@ -49,6 +49,22 @@ def _reference_outputs(model, x):
     return seen
 
 
+def rectifier_outputs(model):
+    """Names of module outputs whose values a ReLU made: ReLU modules, and outputs whose autograd node
+    is a ReLU's (the transformer's feed-forward calls F.relu; its dropout(p=0) passes that on)."""
+    names, handles = set(), []
+    for name, m in model.named_modules():
+        def hook(mod, args, out, _n=name or "(root)"):
+            out = out[0] if isinstance(out, tuple) else out
+            if isinstance(mod, nn.ReLU) or "Relu" in type(out.grad_fn).__name__:
+                names.add(_n)
+        handles.append(m.register_forward_hook(hook))
+    model(_batch(0)[0])
+    for h in handles:
+        h.remove()
+    return names
+
+
 @pytest.mark.parametrize("make", [DigitsCNN, DigitsTransformer])
 def test_statistics_match_plain_per_tensor_math(make):
     torch.manual_seed(0)
@@ -62,6 +78,7 @@ def test_statistics_match_plain_per_tensor_math(make):
             _step(model, opt, i)
     df = tracer.to_dataframe("activations")
     assert sorted(df.step.unique()) == [0, 2, 4]
+    rectified = rectifier_outputs(model)
     for step, outs in refs.items():
         rows = df[df.step == step].set_index("module")
         assert set(rows.index) == set(outs), step
@@ -70,6 +87,9 @@ def test_statistics_match_plain_per_tensor_math(make):
             for f in ("mean", "std", "absmax", "zero_frac"):
                 np.testing.assert_allclose(row[f], ref[f], rtol=2e-5, atol=1e-6, err_msg=f"{name} {f} step {step}")
             assert row.nonfinite == ref["nonfinite"]
+            if name not in rectified:  # dead units mean nothing there
+                assert row.units == 0 and row.dead_units == 0 and row.dead_indices == [], name
+                continue
             ch = 1 if t.dim() in (2, 4) else t.dim() - 1
             dims = [d for d in range(t.dim()) if d != ch]
             dead = torch.nonzero(~t.ne(0).any(dim=dims)).reshape(-1).tolist()
@@ -273,3 +293,38 @@ def test_tracer_does_not_keep_the_model_alive():
     del model, opt
     gc.collect()
     assert ref() is None and len(tracer.to_dataframe("activations")) > 0
+
+
+class Block(nn.Module):
+    """A custom block that ends in a functional ReLU: its output is a rectifier output."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 6)
+
+    def forward(self, x):
+        return F.relu(self.fc(x))
+
+
+def test_dead_units_only_on_rectifier_outputs():
+    """Regression: Flatten over images with blank borders showed 'dead 16%' (a property of the data)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.MaxPool1d(1), Block(), nn.Linear(6, 3))
+    with torch.no_grad():
+        model[1].bias[:3], model[1].bias[3:] = -100.0, 100.0  # three ReLU units never fire, the others always
+        model[4].fc.weight.mul_(1e-4)
+        model[4].fc.bias[:2], model[4].fc.bias[2:] = -100.0, 100.0  # two units of the block never fire
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    x = torch.rand(32, 1, 4, 4)
+    x[:, :, 0, :] = 0.0  # a blank border row: four input pixels zero in every image
+    with ModelTracer(model, opt, activations_every=1) as tracer:
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+    df = tracer.to_dataframe("activations").set_index("module")
+    assert df.loc["0", "units"] == 0 and df.loc["0", "dead_units"] == 0  # Flatten: the data's blank pixels
+    assert df.loc["2", "dead_indices"] == [0, 1, 2] and df.loc["2", "units"] == 8  # the ReLU
+    assert df.loc["3", "units"] == 0  # max-pool after the ReLU: not counted twice
+    assert df.loc["4", "dead_indices"] == [0, 1] and df.loc["4", "units"] == 6  # block ending in F.relu
+    assert df.loc["1", "units"] == 0 and df.loc["5", "units"] == 0  # Linear outputs
+    assert df.loc["(root)", "units"] == 0
