@@ -19,47 +19,34 @@ computed.  No ``register_full_backward_hook``: that wraps outputs and breaks in-
 ops such as ``ReLU(inplace=True)``.  The backward phase ends at an autograd engine
 callback queued from the first backward hook, i.e. when the whole backward pass is done.
 
-Steps are split into: data (begin of step to first forward), fwd, bwd, opt (optimizer
-step), tracer (dsnotebook's own statistics at the optimizer hooks), comm (collective time seen by :class:`~dsnotebook.perf.comm.CommTimer`,
-overlapped with bwd, so not subtracted) and other (the rest: loss, clipping, logging).
+Steps are split into the phases of :data:`dsnotebook.core.clock.PHASES` by
+:func:`dsnotebook.perf.steps.phase_rows`: data, fwd, bwd, opt (every optimizer of the
+step), tracer (dsnotebook's own work), comm (collective time seen by
+:class:`~dsnotebook.perf.comm.CommTimer`, overlapped with bwd, so not subtracted) and other.
+The probe's own work is kept out of the user's phases: hooks for a sampled step are
+installed before the step's clock starts (so their cost is the previous step's "tracer"),
+the one-time settings probe inside the first forward is an ``own`` span, and a step's
+marks are resolved after the next step's clock has started.  With several optimizers a
+step ends after its last one; a forward/backward pass run between two optimizers of a
+step (a GAN's generator and discriminator) is moved back to the step it belongs to.
 """
 from __future__ import annotations
 
 import weakref
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from dsnotebook.perf import comm as profile_comm
 from dsnotebook.core.hooks import HookSet, flatten_tensors, in_recompute
 from dsnotebook.core.modules import eager_module, is_compiled, named_modules
 from dsnotebook.core.clock import Clock as _Clock
 from dsnotebook.perf.memory import SavedTensorMeter, device_rows, static_rows
+from dsnotebook.perf.steps import OptimizerCall, StepMarks, phase_rows
 from dsnotebook.core.probe import Probe, ProbeContext, StepBatch
-
-PHASES = ("data", "fwd", "bwd", "opt", "comm", "tracer", "other", "step")
-
-
-@dataclass
-class _StepState:
-    step: int
-    begin: Any
-    fwd: dict[str, list[tuple[Any, Any]]] = field(default_factory=lambda: defaultdict(list))
-    bwd: dict[str, list[tuple[Any, Any]]] = field(default_factory=lambda: defaultdict(list))
-    root_fwd: list[tuple[Any, Any]] = field(default_factory=list)
-    root_bwd: list[list[Any]] = field(default_factory=list)  # [start, end] per backward pass
-    bwd_done: Any = None  # end_step: forward/backward over, tracer work begins
-    opt_start: Any = None
-    opt_end: Any = None
-    end: Any = None  # begin of the next step
-    comm0: tuple[float, int, int] = (0.0, 0, 0)
-    comm1: tuple[float, int, int] | None = None
-    grad_rows: list[dict[str, Any]] = field(default_factory=list)
-    act: dict[str, int] = field(default_factory=dict)  # saved-for-backward bytes per module
-    saw_forward: bool = False
 
 
 class TimingProbe(Probe):
@@ -73,11 +60,13 @@ class TimingProbe(Probe):
         self.every = every
         self._hooks = HookSet()
         self._seen_optimizers: "weakref.WeakSet[torch.optim.Optimizer]" = weakref.WeakSet()
-        self._cur: _StepState | None = None
-        self._pending: _StepState | None = None
+        self._cur: StepMarks | None = None
+        self._pending: StepMarks | None = None
         self._open: dict[str, list[Any]] = defaultdict(list)
         self._meter: SavedTensorMeter | None = None
         self._noted = False  # the compiled-model warning, once across re-attaches
+        self._opt_hooks = HookSet()  # the optimizer-entry hook (not a module hook)
+        self._entry: Any = None  # mark taken when an optimizer's step() was entered
 
     def attach(self, ctx: ProbeContext) -> None:
         super().attach(ctx)
@@ -99,6 +88,12 @@ class TimingProbe(Probe):
             self._noted = True
             run.add_event(None, "warning", None, "per-layer times and activation memory are off for a torch.compile'd "
                                                  "model (module hooks would recompile it); step phases are recorded")
+        self._opt_hooks.add(_first_optimizer_pre_hook(self._optimizer_entry))
+
+    def _optimizer_entry(self, *_: Any) -> None:
+        """An optimizer's step() starts, before dsnotebook's pre-step work (marks only while timing a step)."""
+        if self._pending is not None:
+            self._entry = self._clock.mark()
 
     @property
     def hook_count(self) -> int:
@@ -118,48 +113,73 @@ class TimingProbe(Probe):
         self.end_step(step)
 
     def pre_step(self, batch: StepBatch) -> None:
-        if batch.optimizer is not None:
-            self._seen_optimizers.add(batch.optimizer)
-        self.opt_begin()
+        """dsnotebook's pre-step work for this optimizer is done (the last probe): its update starts."""
+        entry, self._entry = self._entry, None
+        opt = batch.optimizer
+        if opt is None:
+            return  # tracer.step(): no optimizer runs between pre_step and post_step
+        self._seen_optimizers.add(opt)
+        st = self._pending
+        if st is not None and st.step == batch.step:
+            st.opts.append(OptimizerCall(entry, self._clock.mark()))
 
     def post_step(self, batch: StepBatch) -> None:
-        self.opt_done()
+        """The optimizer's update is over (the first probe called): dsnotebook's post-step work starts."""
+        st = self._pending
+        if batch.optimizer is not None and st is not None and st.opts and st.opts[-1].end is None:
+            st.opts[-1].end = self._clock.mark()
 
     def begin_step(self, step: int) -> None:
-        """The previous step's optimizer is done; ``step`` is about to load data and run."""
-        now = None
-        if self._pending is not None and self._pending.step == step - 1:
-            now = self._clock.mark()
-            self._pending.end = now
-        if not self.sampled(step):
+        """``step - 1``'s optimizer (one of them) and dsnotebook's work after it are done; ``step`` may
+        start.  Called again after each further optimizer of ``step - 1``."""
+        if self._cur is not None and self._cur.step != step:  # a step that never reached its optimizer
+            self._hooks.remove()
+            self._open.clear()
+            self._cur = None
+        prev = self._pending if self._pending is not None and self._pending.step == step - 1 else None
+        cur = self._cur
+        if cur is not None and cur.recorded:
+            # a further optimizer of step - 1 ran after these passes: they belong to step - 1
+            if prev is not None:
+                prev.absorb(cur)
+                prev.comm1 = profile_comm.totals()
+            self._open.clear()
+            cur = self._cur = StepMarks(step, None, comm0=profile_comm.totals())
+            if self._meter is not None:
+                self._meter.reset()
+        elif cur is None and self.sampled(step):
+            model = self._model_ref()
+            if model is not None:  # set-up first: its cost is dsnotebook's, not this step's data phase
+                if self._device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(self._device)
+                cur = self._cur = StepMarks(step, None, comm0=profile_comm.totals())
+                self._install(model)
+        if prev is None and cur is None:
             return
-        if self._cur is not None and self._cur.step == step:
-            if not self._cur.saw_forward:  # called again (second optimizer): the step starts now
-                self._cur.begin = now if now is not None else self._clock.mark()
-            return
-        model = self._model_ref()
-        if model is None:
-            return
-        if self._device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self._device)
-        self._cur = _StepState(step, now if now is not None else self._clock.mark(), comm0=profile_comm.totals())
-        self._install(model)
+        now = self._clock.mark()
+        if prev is not None:
+            prev.end = now
+            if prev.opts and prev.opts[-1].end is not None:
+                prev.opts[-1].after = now
+        if cur is not None:
+            cur.begin = now
 
     def end_step(self, step: int, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Forward and backward of ``step`` are done; ``optimizer`` (if any) is about to run."""
         if optimizer is not None:
             self._seen_optimizers.add(optimizer)
+        cur, self._cur = self._cur, None
+        if cur is not None and cur.step == step:
+            cur.bwd_done = self._clock.mark()  # dsnotebook's work starts: finalising the last step included
         if self._pending is not None:
             self._finalize(self._pending)
             self._pending = None
-        cur, self._cur = self._cur, None
         self._hooks.remove()
         if self._meter is not None:
             self._meter.end()
         self._open.clear()
         if cur is None or cur.step != step:
             return
-        cur.bwd_done = self._clock.mark()
         if self._meter is not None:
             cur.act = dict(self._meter.by_module)
         cur.comm1 = profile_comm.totals()
@@ -169,19 +189,11 @@ class TimingProbe(Probe):
             cur.grad_rows = static_rows(step, model, opts.values())
         self._pending = cur
 
-    def opt_begin(self) -> None:
-        """The tracer's own pre-step work is done: the optimizer update starts now."""
-        if self._pending is not None and self._pending.opt_start is None:
-            self._pending.opt_start = self._clock.mark()
-
-    def opt_done(self) -> None:
-        """The optimizer update is over (before the tracer's post-step work)."""
-        if self._pending is not None and self._pending.opt_start is not None:
-            self._pending.opt_end = self._clock.mark()
-
     def detach(self) -> None:
         """Remove hooks; finalise a step whose optimizer already ran."""
         self._hooks.remove()
+        self._opt_hooks.remove()
+        self._entry = None
         if self._meter is not None:
             self._meter.end()
         self._cur = None
@@ -218,8 +230,10 @@ class TimingProbe(Probe):
             return
         if not cur.saw_forward:
             cur.saw_forward = True
-            if "settings" not in self.run.meta:
+            if "settings" not in self.run.meta:  # once per run: dsnotebook's work, not data loading
+                t0 = self._clock.mark()
                 self._note_settings(module)
+                cur.own.append((t0, self._clock.mark()))
         cur.root_fwd.append((self._clock.mark(), None))
         if self._meter is not None:
             self._meter.begin()
@@ -256,7 +270,7 @@ class TimingProbe(Probe):
         except Exception as exc:
             self._warn(exc)
 
-    def _bwd_begin(self, cur: _StepState) -> Callable[..., None]:
+    def _bwd_begin(self, cur: StepMarks) -> Callable[..., None]:
         span: list[Any] = [None, None]
 
         def done() -> None:
@@ -295,7 +309,7 @@ class TimingProbe(Probe):
                 self._warn(exc)
         return hook
 
-    def _track_backward(self, cur: _StepState, name: str, module: nn.Module, ins: list[torch.Tensor], output: Any) -> None:
+    def _track_backward(self, cur: StepMarks, name: str, module: nn.Module, ins: list[torch.Tensor], output: Any) -> None:
         # One plain tensor hook at each end (register_multi_grad_hook costs ~35 us per call): the
         # first output's gradient starts the module's backward, the first input's (or, for a first
         # layer, the first parameter's) gradient ends it -- the same autograd node computes them all.
@@ -320,7 +334,7 @@ class TimingProbe(Probe):
         self._hooks.add(end.register_hook(finished))
 
     # -- results ------------------------------------------------------------------------
-    def _finalize(self, st: _StepState) -> None:
+    def _finalize(self, st: StepMarks) -> None:
         try:
             self._clock.sync()
             self.run.add_records("timings", self._timing_rows(st))
@@ -332,32 +346,8 @@ class TimingProbe(Probe):
         except Exception as exc:
             self._warn(exc)
 
-    def _timing_rows(self, st: _StepState) -> list[dict[str, Any]]:
-        sec = self._clock.seconds
-        rows = []
-        for phase, table in (("fwd", st.fwd), ("bwd", st.bwd)):
-            for name, spans in table.items():
-                rows.append({"step": st.step, "module": name, "phase": phase,
-                             "seconds": float(sum(sec(a, b) for a, b in spans)), "calls": len(spans)})
-        first = st.root_fwd[0][0] if st.root_fwd else st.bwd_done
-        fwd = sum(sec(a, b) for a, b in st.root_fwd if b is not None)
-        bwd = sum(sec(a, b) for a, b in st.root_bwd if b is not None)
-        data = sec(st.begin, first)
-        end = st.end if st.end is not None else (st.opt_end if st.opt_end is not None else st.bwd_done)
-        if st.opt_start is not None and st.opt_end is not None:
-            opt = sec(st.opt_start, st.opt_end)
-            tracer = sec(st.bwd_done, st.opt_start) + sec(st.opt_end, end)
-        else:  # tracer.step() by hand: no optimizer hooks
-            opt, tracer = 0.0, 0.0
-        total = sec(st.begin, end)
-        c1 = st.comm1 or st.comm0
-        comm, buckets = c1[0] - st.comm0[0], c1[1] - st.comm0[1]
-        other = max(0.0, total - data - fwd - bwd - opt - tracer)
-        for phase, v, n in (("data", data, 1), ("fwd", fwd, len(st.root_fwd)), ("bwd", bwd, len(st.root_bwd)), ("opt", opt, 1),
-                            ("comm", comm, buckets), ("tracer", tracer, 1), ("other", other, 1), ("step", total, 1)):
-            rows.append({"step": st.step, "module": "(step)", "phase": phase, "seconds": float(max(v, 0.0)),
-                         "calls": int(n)})
-        return rows
+    def _timing_rows(self, st: StepMarks) -> list[dict[str, Any]]:
+        return phase_rows(st, self._clock.seconds)
 
 
 def _grad_tensors(obj: Any) -> list[torch.Tensor]:
@@ -367,3 +357,20 @@ def _grad_tensors(obj: Any) -> list[torch.Tensor]:
     if isinstance(obj, tuple) and len(obj) == 1 and isinstance(obj[0], torch.Tensor):
         return [obj[0]] if obj[0].requires_grad else []
     return [t for _, t in flatten_tensors(obj, limit=16) if t.requires_grad]
+
+
+def _first_optimizer_pre_hook(hook: Callable[..., None]) -> Any:
+    """A global optimizer pre-hook that runs before every other one, the tracer's included.
+
+    Global pre-hooks run before per-optimizer ones; moving ours to the front of torch's
+    registry also puts it before a global hook registered earlier (the tracer's when it
+    watches every optimizer).  Without that registry the hook still runs, later.
+    """
+    handle = register_optimizer_step_pre_hook(hook)
+    try:
+        from torch.optim import optimizer as _torch_optimizer
+
+        _torch_optimizer._global_optimizer_pre_hooks.move_to_end(handle.id, last=False)
+    except Exception:  # pragma: no cover - a torch without the registry
+        pass
+    return handle

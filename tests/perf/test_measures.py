@@ -118,10 +118,12 @@ def test_panel_state_is_json_and_the_widget_only_renders_it():
 def test_phase_names_are_defined_once():
     import inspect
 
+    import dsnotebook.perf.steps as steps
+    import dsnotebook.perf.timing as timing
     import dsnotebook.views.perf_summary as summary
     import dsnotebook.widgets.perf as widget
 
-    for mod in (summary, widget):
+    for mod in (timing, steps, summary, widget, measures):
         src = inspect.getsource(mod)
         assert '("data", "fwd", "bwd"' not in src, mod.__name__
     import pathlib
