@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from dsnotebook import ModelTracer
-from dsnotebook.perf.hardware import detect_gpu
+from dsnotebook import ModelTracer, detect_gpu
 
 
 def resnet50_case():

@@ -16,7 +16,7 @@ __all__ = ["ModelTracer", "Run", "detect_gpu", "load_ipython_extension", "__vers
 
 def __getattr__(name: str) -> Any:
     if name == "detect_gpu":  # lazy: hardware detection is not needed to import the package
-        from dsnotebook.perf.hardware import detect_gpu
+        from dsnotebook.advisor.settings import detect_gpu  # the facts, plus get_optimal_settings()
 
         return detect_gpu
     raise AttributeError(f"module 'dsnotebook' has no attribute {name!r}")

@@ -4,21 +4,22 @@ from __future__ import annotations
 import torch
 
 from dsnotebook import Run
-from dsnotebook.perf.hardware import HardwareProfile
-
-def fake_gpu(name="NVIDIA H100 80GB HBM3", cc=(9, 0), mem_gb=80, cores=32, gpus=1) -> HardwareProfile:
-    return HardwareProfile(device="cuda", gpu_name=name, gpu_count=gpus, compute_capability=cc,
-                           gpu_memory_bytes=mem_gb * 2**30, sm_count=132, bf16=cc >= (8, 0), tf32=cc >= (8, 0),
-                           fp8=cc >= (8, 9), cpu_cores=cores, cpu_name="x86_64", ram_bytes=512 * 2**30,
-                           torch_version=torch.__version__, cuda_version="12.8", cudnn_version=90100)
+from dsnotebook.advisor.settings import TuningProfile
 
 
+def fake_gpu(name="NVIDIA H100 80GB HBM3", cc=(9, 0), mem_gb=80, cores=32, gpus=1) -> TuningProfile:
+    """A simulated CUDA machine (what ``dsnotebook.detect_gpu()`` would return there)."""
+    return TuningProfile(device="cuda", gpu_name=name, gpu_count=gpus, compute_capability=cc,
+                         gpu_memory_bytes=mem_gb * 2**30, sm_count=132, bf16=cc >= (8, 0), tf32=cc >= (8, 0),
+                         fp8=cc >= (8, 9), cpu_cores=cores, cpu_name="x86_64", ram_bytes=512 * 2**30,
+                         torch_version=torch.__version__, cuda_version="12.8", cudnn_version=90100)
 
-def cpu_profile(bf16=False, cores=8) -> HardwareProfile:
-    return HardwareProfile(device="cpu", gpu_name=None, gpu_count=0, compute_capability=None, gpu_memory_bytes=None,
-                           sm_count=None, bf16=bf16, tf32=False, fp8=False, cpu_cores=cores, cpu_name="x86_64",
-                           ram_bytes=16 * 2**30, torch_version=torch.__version__, cuda_version=None,
-                           cudnn_version=None)
+
+def cpu_profile(bf16=False, cores=8) -> TuningProfile:
+    return TuningProfile(device="cpu", gpu_name=None, gpu_count=0, compute_capability=None, gpu_memory_bytes=None,
+                         sm_count=None, bf16=bf16, tf32=False, fp8=False, cpu_cores=cores, cpu_name="x86_64",
+                         ram_bytes=16 * 2**30, torch_version=torch.__version__, cuda_version=None,
+                         cudnn_version=None)
 
 
 H100 = fake_gpu()
@@ -45,7 +46,7 @@ def tensors(conv: bool = True, n_blocks: int = 4) -> list[dict]:
 
 
 def perf_run(phases=None, modules=None, memory=None, settings=None, meta=None, conv=True, steps=3) -> Run:
-    """A Run with profiler records as the StepProfiler writes them (sampled steps 0..steps-1)."""
+    """A Run with profiler records as the TimingProbe writes them (sampled steps 0..steps-1)."""
     phases = dict(HEALTHY_PHASES if phases is None else phases)
     phases["step"] = sum(v for k, v in phases.items() if k != "comm")
     modules = {"stem": (0.010, 0.020), "layers.0.fc": (0.008, 0.015), "layers.1.fc": (0.008, 0.015),

@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from dsnotebook.perf.hardware import HardwareProfile
+from dsnotebook.perf.hardware import HardwareProfile, has_fp32_precision_api, tf32_enabled
 from dsnotebook.perf import measures
 from dsnotebook.advisor.context import AdviceContext
 from dsnotebook.advisor.settings import autocast_choice
@@ -13,6 +13,11 @@ from dsnotebook.advisor.suggestion import Suggestion
 from dsnotebook.advisor.variants import Variant, set_tf32, to_channels_last
 
 COMPUTE_SHARE = 0.4  # forward + backward share of the step worth speeding up
+_TF32_SNIPPET_NEW = ('torch.backends.cuda.matmul.fp32_precision = "tf32"\n'
+                     'torch.backends.cudnn.conv.fp32_precision = "tf32"\n'
+                     'torch.backends.cudnn.rnn.fp32_precision = "tf32"')
+_TF32_SNIPPET_LEGACY = ("torch.backends.cuda.matmul.allow_tf32 = True\ntorch.backends.cudnn.allow_tf32 = True\n"
+                        "# or: torch.set_float32_matmul_precision('high')")
 
 
 def _compute_share(run: Any) -> tuple[float, float]:
@@ -49,7 +54,7 @@ def mixed_precision(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Sugges
 
 def tf32(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggestion | None:
     s = ctx.settings(run)
-    on = s.get("tf32_matmul", torch.backends.cuda.matmul.allow_tf32)
+    on = s.get("tf32_matmul", tf32_enabled("matmul"))
     if not hw.tf32 or on or s.get("autocast"):
         return None
     compute, share = _compute_share(run)
@@ -61,8 +66,7 @@ def tf32(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggestion | None
         evidence={"allow_tf32_matmul": bool(on), "allow_tf32_cudnn": s.get("tf32_cudnn"),
                   "compute_ms": 1e3 * compute, "compute_share": share, "gpu": hw.gpu_name},
         gain="up to x2-8 on fp32 matmuls (Ampere+); 10-bit mantissa, fine for training",
-        snippet="torch.backends.cuda.matmul.allow_tf32 = True\ntorch.backends.cudnn.allow_tf32 = True\n"
-                "# or: torch.set_float32_matmul_precision('high')",
+        snippet=_TF32_SNIPPET_NEW if has_fp32_precision_api() else _TF32_SNIPPET_LEGACY,
         verify_hint="A/B with the flags on vs off; loss drift should stay small",
         variant=Variant("TF32 on", enter=lambda c: set_tf32(True)))
 

@@ -1,10 +1,28 @@
-"""Hardware facts -> recommended settings, with a reason for each (what ``get_optimal_settings`` returns)."""
+"""Hardware facts -> recommended settings, with a reason for each, and a way to switch them on and back off.
+
+``dsnotebook.detect_gpu()`` returns a :class:`TuningProfile`: the machine's facts
+(:class:`~dsnotebook.perf.hardware.HardwareProfile`) plus ``get_optimal_settings(model)``.
+The choice follows the hardware: bf16 where the GPU has bf16 tensor cores (Ampere, sm_80,
+and newer), fp16 with a GradScaler on Volta/Turing, TF32 matmuls on Ampere+, channels_last
+for conv nets on tensor-core GPUs, DataLoader workers from the CPU cores each GPU gets.
+
+>>> hw = detect_gpu(); hw
+>>> s = hw.get_optimal_settings(model); s          # readable table with reasons
+>>> undo = s.apply(model, optimizer)              # flags, memory format, fused optimizer
+>>> with s.autocast(): loss = loss_fn(model(x), y)
+"""
 from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
-from dsnotebook.perf.hardware import HardwareProfile, OptimalSettings, has_conv
+from dsnotebook.advisor import variants
+from dsnotebook.perf import hardware
+from dsnotebook.perf.hardware import HardwareProfile, has_conv, yes_no
 
 
 def autocast_choice(hw: HardwareProfile) -> tuple[torch.dtype | None, bool, str]:
@@ -28,6 +46,82 @@ def dataloader_workers(hw: HardwareProfile) -> tuple[int, str]:
         return n, f"{hw.cpu_cores} cores for {hw.gpu_count} GPU(s): {n} loader processes each, one core for the loop"
     n = max(0, min(4, hw.cpu_cores // 4))
     return n, f"CPU training uses the cores for compute too: {n} of {hw.cpu_cores} cores for loading"
+
+
+@dataclass
+class OptimalSettings:
+    """Recommended settings, each with a reason (``reasons[name]``); see :meth:`apply`."""
+
+    device: str
+    autocast_dtype: torch.dtype | None
+    grad_scaler: bool
+    tf32: bool
+    cudnn_benchmark: bool
+    channels_last: bool
+    compile: bool
+    num_workers: int
+    pin_memory: bool
+    persistent_workers: bool
+    fused_optimizer: bool
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def dataloader_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``torch.utils.data.DataLoader``."""
+        kw: dict[str, Any] = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
+        if self.num_workers > 0:
+            kw.update(persistent_workers=self.persistent_workers, prefetch_factor=4)
+        return kw
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """Mixed precision around forward + loss (no-op when no autocast dtype is recommended)."""
+        if self.autocast_dtype is None:
+            yield
+        else:
+            with torch.autocast(self.device, dtype=self.autocast_dtype):
+                yield
+
+    def grad_scaler_or_none(self) -> Any:
+        return torch.amp.GradScaler(self.device) if self.grad_scaler else None
+
+    def apply(self, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None) -> Callable[[], None]:
+        """Set TF32/cudnn flags, channels_last on ``model``, fused optimizer kernels; returns ``undo``,
+        which puts every flag, memory format and optimizer setting back exactly as it was.
+
+        Autocast is a context (:meth:`autocast`) and DataLoader settings are arguments
+        (:meth:`dataloader_kwargs`): neither can be switched on from outside the loop.
+        ``compile`` is applied with ``model.compile()`` (in place) when recommended.
+        """
+        undos = []
+        if self.tf32:
+            undos.append(variants.set_tf32(True))
+        if self.cudnn_benchmark:
+            undos.append(variants.set_cudnn_benchmark(True))
+        if model is not None and self.channels_last and has_conv(model):
+            undos.append(variants.to_channels_last(model))
+        if optimizer is not None and self.fused_optimizer:
+            undos.append(variants.set_optimizer_impl(optimizer, "fused"))
+        if model is not None and self.compile:
+            undos.append(variants.compile_in_place(model))
+
+        def undo() -> None:
+            for u in reversed(undos):
+                u()
+        return undo
+
+    def __repr__(self) -> str:
+        rows = [("autocast", str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else "off"),
+                ("GradScaler", yes_no(self.grad_scaler)), ("TF32", yes_no(self.tf32)),
+                ("cudnn.benchmark", yes_no(self.cudnn_benchmark)), ("channels_last", yes_no(self.channels_last)),
+                ("torch.compile", yes_no(self.compile)),
+                ("DataLoader", f"num_workers={self.num_workers}, pin_memory={self.pin_memory}"),
+                ("fused optimizer", yes_no(self.fused_optimizer))]
+        keys = ["autocast", "grad_scaler", "tf32", "cudnn_benchmark", "channels_last", "compile", "num_workers",
+                "fused_optimizer"]
+        lines = [f"OptimalSettings for {self.device}:"]
+        for (label, value), key in zip(rows, keys):
+            lines.append(f"  {label:<16} {value:<34} {self.reasons.get(key, '')}")
+        return "\n".join(lines)
 
 
 def optimal_settings(hw: HardwareProfile, model: nn.Module | None = None) -> OptimalSettings:
@@ -55,3 +149,24 @@ def optimal_settings(hw: HardwareProfile, model: nn.Module | None = None) -> Opt
                            cudnn_benchmark=cuda, channels_last=channels_last, compile=cuda and cc >= (7, 0),
                            num_workers=workers, pin_memory=cuda, persistent_workers=workers > 0,
                            fused_optimizer=cuda, reasons=reasons)
+
+
+class TuningProfile(HardwareProfile):
+    """The machine's facts plus the settings the advisor recommends for them."""
+
+    def get_optimal_settings(self, model: nn.Module | None = None) -> OptimalSettings:
+        """Settings the advisor would pick on this machine (``model`` refines channels_last)."""
+        return optimal_settings(self, model)
+
+
+def tuning_profile(hw: HardwareProfile) -> TuningProfile:
+    """``hw`` (facts only) as a :class:`TuningProfile`."""
+    if isinstance(hw, TuningProfile):
+        return hw
+    return TuningProfile(**{f.name: getattr(hw, f.name) for f in fields(hw)})
+
+
+def detect_gpu(device: int | str | torch.device | None = None) -> TuningProfile:
+    """Describe the machine (the CUDA GPU ``device``, default: current, and the host); the profile
+    also answers ``get_optimal_settings(model)``."""
+    return tuning_profile(hardware.detect_gpu(device))

@@ -9,30 +9,15 @@ writes the outcome back to the Run's ``suggestions`` table.
 from __future__ import annotations
 
 import contextlib
-import math
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from dsnotebook.core.jsonsafe import to_json
 from dsnotebook.advisor.variants import Variant
 from dsnotebook.advisor.verify import Progress, VerifyResult, verify_variant
 
 CATEGORIES = ("speed", "memory", "training", "distributed")
-
-
-def to_json(v: Any) -> Any:
-    """Plain JSON values: non-finite floats -> None, numpy/torch scalars -> Python numbers."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {str(k): to_json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [to_json(x) for x in v]
-    if hasattr(v, "item") and callable(v.item):  # numpy / torch scalars
-        return to_json(v.item())
-    if v is None or isinstance(v, (str, int, bool)):
-        return v
-    return str(v)
 
 
 @dataclass
@@ -70,8 +55,10 @@ class Suggestion:
     def can_verify(self) -> bool:
         return self.variant is not None
 
-    def bind(self, run: Any = None, model: Any = None, optimizer: Any = None, data: Any = None) -> "Suggestion":
-        for k, v in (("run", run), ("model", model), ("optimizer", optimizer), ("data", data)):
+    def bind(self, run: Any = None, model: Any = None, optimizer: Any = None, data: Any = None,
+             tracer: Any = None) -> "Suggestion":
+        """Remember (weakly) what verify() needs; an attached ``tracer`` is paused while it runs."""
+        for k, v in (("run", run), ("model", model), ("optimizer", optimizer), ("data", data), ("tracer", tracer)):
             if v is not None:
                 try:
                     self._refs[k] = weakref.ref(v)

@@ -5,7 +5,8 @@ global flags, the model or the optimizer in place (and returns the function that
 them back), ``step_context`` wraps every step (autocast), ``make_data`` builds the
 variant's own data source from the user's (a DataLoader with workers), and
 ``work_scale`` says how much more work one step does (a doubled batch) so speed is
-compared per sample.  The same helpers back ``OptimalSettings.apply``.
+compared per sample.  The same helpers back ``OptimalSettings.apply``; every one of them
+undoes exactly what it changed.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator
 
 import torch
 from torch import nn
+
+from dsnotebook.perf.hardware import backend_flag
 
 Undo = Callable[[], None]
 
@@ -51,14 +54,76 @@ class Variant:
 
 
 # -- flags ----------------------------------------------------------------------------------
-def set_tf32(on: bool) -> Undo:
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = on
-    torch.backends.cudnn.allow_tf32 = on
+# torch >= 2.9 describes float32 precision per backend and operation (``fp32_precision``:
+# "none" inherits, "ieee", "tf32", "bf16"); the legacy flags (``allow_tf32``,
+# ``set_float32_matmul_precision``) are kept beside it, and their getters raise when the two
+# disagree.  A change made here keeps both sides agreeing and its undo puts back every value
+# of both exactly as it was, including a user's earlier choice.
+_FP32_PROPS = ("fp32_precision", "cuda.matmul.fp32_precision", "cudnn.fp32_precision", "cudnn.conv.fp32_precision",
+               "cudnn.rnn.fp32_precision", "mkldnn.fp32_precision", "mkldnn.matmul.fp32_precision",
+               "mkldnn.conv.fp32_precision", "mkldnn.rnn.fp32_precision")
+_TF32_OPS = ("cuda.matmul.fp32_precision", "cudnn.conv.fp32_precision", "cudnn.rnn.fp32_precision")
 
-    def undo() -> None:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
-    return undo
+
+def _backend_attr(path: str) -> tuple[Any, str]:
+    *parents, name = path.split(".")
+    obj: Any = torch.backends
+    for p in parents:
+        obj = getattr(obj, p)
+    return obj, name
+
+
+@dataclass(frozen=True)
+class PrecisionState:
+    """Every float32-precision setting torch has: per-op values and the legacy flags (None: unreadable)."""
+
+    ops: dict[str, str]
+    matmul_precision: str | None
+    matmul_tf32: bool | None
+    cudnn_tf32: bool | None
+
+    @classmethod
+    def capture(cls) -> "PrecisionState":
+        try:
+            mm: str | None = torch.get_float32_matmul_precision()
+        except RuntimeError:  # the user's settings already mix the APIs: read what can be read
+            mm = None
+        ops = {p: v for p in _FP32_PROPS if (v := backend_flag(p)) is not None}
+        return cls(ops=ops, matmul_precision=mm, matmul_tf32=backend_flag("cuda.matmul.allow_tf32"),
+                   cudnn_tf32=backend_flag("cudnn.allow_tf32"))
+
+    def restore(self) -> None:
+        """Legacy flags first (their setters also write per-op values), then every per-op value."""
+        if self.matmul_precision is not None:
+            torch.set_float32_matmul_precision(self.matmul_precision)
+        elif self.matmul_tf32 is not None:
+            torch.backends.cuda.matmul.allow_tf32 = self.matmul_tf32
+        if self.cudnn_tf32 is not None:
+            torch.backends.cudnn.allow_tf32 = self.cudnn_tf32
+        for path, value in self.ops.items():
+            obj, name = _backend_attr(path)
+            setattr(obj, name, value)
+
+
+def set_tf32(on: bool) -> Undo:
+    """TF32 for fp32 CUDA matmuls and cuDNN convolutions/RNNs on (or off); ``undo`` restores the exact prior state.
+
+    The per-op values (``fp32_precision``) are set where torch has them; the legacy flags are
+    moved along only where they disagree, so readers of either API see the change and none raises."""
+    before = PrecisionState.capture()
+    if on and before.matmul_tf32 is False:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    elif not on and before.matmul_precision not in (None, "highest"):
+        torch.set_float32_matmul_precision("highest")  # also oneDNN: "off" is full fp32 everywhere
+    elif not on and before.matmul_tf32:
+        torch.backends.cuda.matmul.allow_tf32 = False
+    if before.cudnn_tf32 is not None and before.cudnn_tf32 != on:
+        torch.backends.cudnn.allow_tf32 = on
+    if before.ops:
+        for path in _TF32_OPS:
+            obj, name = _backend_attr(path)
+            setattr(obj, name, "tf32" if on else "ieee")
+    return before.restore
 
 
 def set_cudnn_benchmark(on: bool) -> Undo:
@@ -69,9 +134,44 @@ def set_cudnn_benchmark(on: bool) -> Undo:
 
 # -- model ----------------------------------------------------------------------------------
 def to_channels_last(model: nn.Module) -> Undo:
-    """NHWC weights in place (parameters keep their identity, so optimizers keep working)."""
+    """NHWC weights in place (parameters keep their identity, so optimizers keep working); ``undo``
+    gives every parameter, gradient and buffer back the strides it had (a model that was already
+    channels_last stays so)."""
+    before = _strides(model)
     model.to(memory_format=torch.channels_last)
-    return lambda: model.to(memory_format=torch.contiguous_format)
+
+    def undo() -> None:
+        with torch.no_grad():
+            for key, (module, name, kind, t) in _named_tensors(model).items():
+                saved = before.get(key)
+                if saved is None or t.stride() == saved or t.dim() != len(saved):
+                    continue
+                back = torch.empty_strided(t.shape, saved, dtype=t.dtype, device=t.device).copy_(t)
+                if kind == "grad":
+                    getattr(module, name).grad = back
+                elif kind == "param":
+                    getattr(module, name).data = back
+                else:
+                    setattr(module, name, back)
+    return undo
+
+
+def _named_tensors(model: nn.Module) -> dict[tuple[str, str], tuple[nn.Module, str, str, torch.Tensor]]:
+    """(module path, name/kind) -> (module, attribute, kind, tensor) for parameters, their gradients and buffers."""
+    out = {}
+    for path, m in model.named_modules():
+        for name, p in m.named_parameters(recurse=False):
+            out[(path, name)] = (m, name, "param", p)
+            if p.grad is not None:
+                out[(path, name + ".grad")] = (m, name, "grad", p.grad)
+        for name, b in m.named_buffers(recurse=False):
+            if b is not None:
+                out[(path, name)] = (m, name, "buffer", b)
+    return out
+
+
+def _strides(model: nn.Module) -> dict[tuple[str, str], tuple[int, ...]]:
+    return {k: v[3].stride() for k, v in _named_tensors(model).items()}
 
 
 _compiled: "weakref.WeakKeyDictionary[nn.Module, Any]" = weakref.WeakKeyDictionary()
@@ -153,7 +253,7 @@ def scale_lr(optimizer: torch.optim.Optimizer, factor: float) -> Undo:
 # -- data -----------------------------------------------------------------------------------
 def loader_with(loader: Any, **changes: Any) -> Any:
     """The same DataLoader (dataset, sampler, collate) with other settings (workers, batch size)."""
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, IterableDataset
 
     if not isinstance(loader, DataLoader):
         raise TypeError(f"expected a torch DataLoader, got {type(loader).__qualname__}")
@@ -168,14 +268,21 @@ def loader_with(loader: Any, **changes: Any) -> Any:
     if kw.get("num_workers", 0) == 0:
         kw.pop("prefetch_factor", None)
         kw["persistent_workers"] = False
-    if batch_size is None:
+    if isinstance(loader.dataset, IterableDataset):  # no sampler: the dataset yields in its own order
+        return DataLoader(loader.dataset, batch_size=batch_size or loader.batch_size, drop_last=loader.drop_last, **kw)
+    if batch_size is None and loader.batch_sampler is not None:
         return DataLoader(loader.dataset, batch_sampler=loader.batch_sampler, **kw)
-    return DataLoader(loader.dataset, batch_size=batch_size, sampler=loader.sampler, drop_last=loader.drop_last, **kw)
+    return DataLoader(loader.dataset, batch_size=batch_size or loader.batch_size, sampler=loader.sampler,
+                      drop_last=loader.drop_last, **kw)
 
 
 class Prefetcher:
     """Iterate ``iterable`` in a background thread, ``depth`` items ahead (for any iterable
-    whose items are slow to produce: I/O, decoding, sleeping in tests)."""
+    whose items are slow to produce: I/O, decoding, sleeping in tests).
+
+    Closing the iterator (or dropping it) stops the thread and waits for the item it is
+    loading: no loading goes on after the consumer has stopped.  An error in the iterable
+    is raised in the consumer."""
 
     def __init__(self, iterable: Iterable[Any], depth: int = 4) -> None:
         self.iterable, self.depth = iterable, depth
@@ -184,27 +291,36 @@ class Prefetcher:
         q: queue.Queue = queue.Queue(self.depth)
         end = object()
         stop = threading.Event()
+        failed: list[BaseException] = []
+
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
 
         def work() -> None:
             try:
                 for item in self.iterable:
-                    while not stop.is_set():
-                        try:
-                            q.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not put(item):
                         return
-            finally:
-                q.put(end) if not stop.is_set() else None
+            except BaseException as exc:  # handed to the consumer
+                failed.append(exc)
+            put(end)
 
-        threading.Thread(target=work, daemon=True).start()
+        thread = threading.Thread(target=work, daemon=True, name="dsnotebook-prefetch")
+        thread.start()
         try:
             while (item := q.get()) is not end:
                 yield item
+            if failed:
+                raise failed[0]
         finally:
             stop.set()
+            thread.join(timeout=30.0)
 
 
 def faster_loading(num_workers: int, pin_memory: bool) -> Callable[[Any], Any]:

@@ -11,10 +11,18 @@ Protocol (``verify_variant``):
    ``steps // pairs`` steps.  Per-step time of a block = block wall time / steps, after
    a device synchronisation on CUDA.  Speed-up = median over pairs of
    (baseline / variant) x ``work_scale``; spread = its interquartile range.
-4. Memory per arm: peak allocated on CUDA (reset per block), and on every device the
+4. Each arm is measured in its steady state, alone.  With ``data``, every block opens a
+   fresh iterator of the arm's loader (the same batches in both arms, from the restored
+   RNG) and closes it at the end of the block, workers and prefetch threads included:
+   nothing one arm loads in the background can land in the other arm's timed block.  The
+   clock runs from the arrival of the block's first batch (pipeline start-up excluded) to
+   the arrival of the batch after its last step, and an arm with ``k`` loader workers
+   times a multiple of ``k`` steps (the workers deliver in rounds of ``k``): the per-step
+   time is the loader's throughput whatever the block length.
+5. Memory per arm: peak allocated on CUDA (reset per block), and on every device the
    bytes autograd saves for backward in one extra untimed step (what checkpointing,
    autocast and batch size change).
-5. Restore the snapshot; training continues exactly where it was.
+6. Restore the snapshot; training continues exactly where it was.
 """
 from __future__ import annotations
 
@@ -126,31 +134,65 @@ class TrainingState:
 
 # -- running ----------------------------------------------------------------------------------
 class _Arm:
-    """One side of the comparison: its data iterator, times, losses, memory."""
+    """One side of the comparison: its data source, times, losses, memory.
+
+    The source is opened at the start of each block and closed at its end (:meth:`open`,
+    :meth:`close`), so an arm's loader does no work while the other arm is timed."""
 
     def __init__(self, name: str, variant: Variant | None, data: Any) -> None:
-        self.name, self.variant, self.data = name, variant, data
+        self.name, self.variant = name, variant
+        self.data = _per_block_source(data)
+        self.period = _delivery_period(self.data)
         self._it: Iterator[Any] | None = None
         self.times: list[float] = []
+        self.timed_steps = 0
         self.losses: list[list[float]] = []
         self.peaks: list[int] = []
         self.saved = 0
 
+    def open(self) -> None:
+        self.close()
+        if self.data is not None:
+            self._it = iter(self.data)
+
     def batch(self) -> Any:
         if self._it is None:
-            self._it = iter(self.data)
+            self.open()
         try:
             return next(self._it)
-        except StopIteration:
+        except StopIteration:  # a short dataset: start it again
             self._it = iter(self.data)
             return next(self._it)
 
     def close(self) -> None:
+        """Stop the iterator's background work: loader worker processes, prefetch threads."""
         it, self._it = self._it, None
-        if it is not None and hasattr(it, "_shutdown_workers"):
+        if it is None or it is self.data:  # a user's one-shot iterator is not ours to close
+            return
+        if hasattr(it, "_shutdown_workers"):  # a DataLoader's multi-process iterator (what its __del__ calls)
             it._shutdown_workers()
-        elif it is not None and hasattr(it, "close"):
+        elif hasattr(it, "close"):
             it.close()
+
+
+def _per_block_source(data: Any) -> Any:
+    """``data`` as a source that can be opened and closed per block: a DataLoader with
+    persistent workers keeps them alive (and loading) between iterators, so the arm uses
+    the same loader without persistence (the same batches; only start-up, untimed, differs)."""
+    from torch.utils.data import DataLoader
+
+    from dsnotebook.advisor.variants import loader_with
+
+    if isinstance(data, DataLoader) and data.num_workers > 0 and data.persistent_workers:
+        return loader_with(data, persistent_workers=False)
+    return data
+
+
+def _delivery_period(data: Any) -> int:
+    """Steps per round of a loader's deliveries: ``k`` workers load ``k`` batches side by side."""
+    from torch.utils.data import DataLoader
+
+    return max(1, data.num_workers) if isinstance(data, DataLoader) else 1
 
 
 def _loss_value(out: Any) -> float | None:
@@ -188,40 +230,52 @@ def verify_variant(variant: Variant, step_fn: Callable[..., Any], *, model: nn.M
             progress(done[0], total, msg)
 
     arms: dict[str, _Arm] = {}
+    with_data = data is not None
     try:
-        # Both iterators are made from the same RNG state: a shuffled loader yields the same batches.
+        # Every block's iterators are made from the same RNG state: a shuffled loader yields the same batches.
         arms["baseline"] = _Arm("baseline", None, data)
-        vdata = variant.make_data(data) if (variant.make_data is not None and data is not None) else data
+        vdata = variant.make_data(data) if (variant.make_data is not None and with_data) else data
         arms["variant"] = _Arm("variant", variant, vdata)
 
         def run_block(arm: _Arm, n: int, timed: bool, measure_saved: bool = False) -> None:
+            """``n`` steps, timed from the arrival of the block's first batch to the arrival of the
+            batch after the last step: the loader's start-up is outside, ``n`` loads and ``n`` steps
+            inside, and no untimed work gives the loader a head start."""
             state.restore()
             cm = arm.variant.applied(ctx) if arm.variant is not None else contextlib.nullcontext()
             with cm:
-                if cuda:
-                    torch.cuda.synchronize()
-                    torch.cuda.reset_peak_memory_stats()
-                losses = []
-                t0 = time.perf_counter()
-                for _ in range(n):
-                    losses.append(_one_step(arm, step_fn, data is not None))
-                if cuda:
-                    torch.cuda.synchronize()
-                dt = (time.perf_counter() - t0) / n
-                if timed:
-                    arm.times.append(dt)
-                    arm.losses.append([v for v in (_loss_value(x) for x in losses)])
+                arm.open()
+                try:
+                    n = -(-n // arm.period) * arm.period
+                    batch = arm.batch() if with_data else None
                     if cuda:
-                        arm.peaks.append(int(torch.cuda.max_memory_allocated()))
-                if measure_saved:
-                    state.restore()
-                    meter = SavedTensorMeter(model)
-                    meter.begin()
-                    try:
-                        _one_step(arm, step_fn, data is not None)
-                    finally:
-                        meter.end()
-                    arm.saved = meter.total
+                        torch.cuda.synchronize()
+                        torch.cuda.reset_peak_memory_stats()
+                    losses = []
+                    t0 = time.perf_counter()
+                    for _ in range(n):
+                        losses.append(_one_step(arm, step_fn, batch, with_data))
+                        batch = arm.batch() if with_data else None
+                    if cuda:
+                        torch.cuda.synchronize()
+                    dt = (time.perf_counter() - t0) / n
+                    if timed:
+                        arm.times.append(dt)
+                        arm.timed_steps = n
+                        arm.losses.append([v for v in (_loss_value(x) for x in losses)])
+                        if cuda:
+                            arm.peaks.append(int(torch.cuda.max_memory_allocated()))
+                    if measure_saved:
+                        state.restore()
+                        meter = SavedTensorMeter(model)
+                        meter.begin()
+                        try:
+                            _one_step(arm, step_fn, batch, with_data)
+                        finally:
+                            meter.end()
+                        arm.saved = meter.total
+                finally:
+                    arm.close()
 
         for name in ("baseline", "variant"):
             run_block(arms[name], warmup, timed=False, measure_saved=True)
@@ -238,11 +292,11 @@ def verify_variant(variant: Variant, step_fn: Callable[..., Any], *, model: nn.M
     return _summarise(variant, arms["baseline"], arms["variant"], block, pairs, target)
 
 
-def _one_step(arm: _Arm, step_fn: Callable[..., Any], with_data: bool) -> Any:
-    """One training step of ``arm``: its data loading (part of the measured time) and the user's step."""
+def _one_step(arm: _Arm, step_fn: Callable[..., Any], batch: Any, with_data: bool) -> Any:
+    """One training step of ``arm`` on ``batch`` (its per-step context, e.g. autocast, around it)."""
     wrap = arm.variant.step_context() if arm.variant is not None and arm.variant.step_context else contextlib.nullcontext()
     with wrap:
-        return step_fn(arm.batch()) if with_data else step_fn()
+        return step_fn(batch) if with_data else step_fn()
 
 
 def _quartiles(xs: list[float]) -> tuple[float, float]:
@@ -271,7 +325,8 @@ def _summarise(variant: Variant, a: _Arm, b: _Arm, block: int, pairs: int, targe
         variant_peak_bytes=int(statistics.median(b.peaks)) if b.peaks else None,
         baseline_saved_bytes=a.saved, variant_saved_bytes=b.saved,
         baseline_loss=statistics.median(la) if la else None, variant_loss=statistics.median(lb) if lb else None,
-        loss_drift=statistics.median(drifts) if drifts else None, extra={"work_scale": variant.work_scale})
+        loss_drift=statistics.median(drifts) if drifts else None,
+        extra={"work_scale": variant.work_scale, "timed_steps": {"baseline": a.timed_steps, "variant": b.timed_steps}})
     res.verdict, res.reason = judge(res, target)
     return res
 

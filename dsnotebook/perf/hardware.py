@@ -1,25 +1,18 @@
-"""What machine is this, and which training settings suit it (C7).
+"""What machine is this: the facts the advisor and the run's metadata describe it by.
 
 ``detect_gpu()`` answers from torch's own queries (device properties, backend flags) plus
 psutil/os for the host, so it works on CPU-only machines and never initialises more
-than torch itself would.  ``get_optimal_settings()`` turns the facts into the settings
-the advisor (``dsnotebook.advisor``) recommends, each with the reason it was chosen:
-bf16 where the GPU has bf16 tensor cores (Ampere, sm_80, and newer), fp16 with a
-GradScaler on Volta/Turing, TF32 matmuls on Ampere+, channels_last for conv nets on
-tensor-core GPUs, DataLoader workers from the CPU cores each GPU gets.
-
->>> hw = detect_gpu(); hw
->>> s = hw.get_optimal_settings(model); s          # readable table with reasons
->>> undo = s.apply(model, optimizer)              # flags, memory format, fused optimizer
->>> with s.autocast(): loss = loss_fn(model(x), y)
+than torch itself would.  :func:`tf32_enabled` reads the current float32 precision of
+CUDA matmuls and cuDNN convolutions under both of torch's APIs without raising.  The
+settings recommended for these facts live in ``dsnotebook.advisor.settings``
+(``dsnotebook.detect_gpu()`` returns a profile that offers them).
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,25 +72,15 @@ class HardwareProfile:
         d["compute_capability"] = list(self.compute_capability) if self.compute_capability else None
         return d
 
-    def get_optimal_settings(self, model: nn.Module | None = None) -> "OptimalSettings":
-        """Settings the advisor would pick on this machine (``model`` refines channels_last)."""
-        from dsnotebook.advisor.settings import optimal_settings
-
-        return optimal_settings(self, model)
-
     def __repr__(self) -> str:
         if self.device == "cuda":
             cc = ".".join(map(str, self.compute_capability or ()))
             gpu = (f"{self.gpu_count} x {self.gpu_name} (sm_{cc.replace('.', '')}, {self.gpu_memory_gb:.0f} GiB, "
-                   f"{self.sm_count} SMs; bf16 {_yn(self.bf16)}, TF32 {_yn(self.tf32)}, fp8 {_yn(self.fp8)})")
+                   f"{self.sm_count} SMs; bf16 {yes_no(self.bf16)}, TF32 {yes_no(self.tf32)}, fp8 {yes_no(self.fp8)})")
         else:
-            gpu = f"no CUDA GPU (CPU bf16 math {_yn(self.bf16)})"
+            gpu = f"no CUDA GPU (CPU bf16 math {yes_no(self.bf16)})"
         return (f"<HardwareProfile {gpu}; {self.cpu_cores} CPU cores, {self.ram_bytes / 2**30:.0f} GiB RAM; "
                 f"torch {self.torch_version}" + (f", CUDA {self.cuda_version}" if self.cuda_version else "") + ">")
-
-
-def _yn(b: bool) -> str:
-    return "yes" if b else "no"
 
 
 def detect_gpu(device: int | str | torch.device | None = None) -> HardwareProfile:
@@ -130,78 +113,38 @@ def has_conv(model: nn.Module | None) -> bool:
     return model is not None and any(isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)) for m in model.modules())
 
 
-@dataclass
-class OptimalSettings:
-    """Recommended settings, each with a reason (``reasons[name]``); see :meth:`apply`."""
+def yes_no(b: bool) -> str:
+    return "yes" if b else "no"
 
-    device: str
-    autocast_dtype: torch.dtype | None
-    grad_scaler: bool
-    tf32: bool
-    cudnn_benchmark: bool
-    channels_last: bool
-    compile: bool
-    num_workers: int
-    pin_memory: bool
-    persistent_workers: bool
-    fused_optimizer: bool
-    reasons: dict[str, str] = field(default_factory=dict)
 
-    def dataloader_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``torch.utils.data.DataLoader``."""
-        kw: dict[str, Any] = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
-        if self.num_workers > 0:
-            kw.update(persistent_workers=self.persistent_workers, prefetch_factor=4)
-        return kw
+def backend_flag(path: str) -> Any:
+    """A ``torch.backends`` setting by dotted path ("cuda.matmul.fp32_precision"); None where this
+    torch lacks it or its getter refuses to answer (legacy and per-op settings that disagree)."""
+    obj: Any = torch.backends
+    try:
+        for part in path.split("."):
+            obj = getattr(obj, part)
+    except (AttributeError, RuntimeError):
+        return None
+    return obj
 
-    @contextlib.contextmanager
-    def autocast(self) -> Iterator[None]:
-        """Mixed precision around forward + loss (no-op when no autocast dtype is recommended)."""
-        if self.autocast_dtype is None:
-            yield
-        else:
-            with torch.autocast(self.device, dtype=self.autocast_dtype):
-                yield
 
-    def grad_scaler_or_none(self) -> Any:
-        return torch.amp.GradScaler(self.device) if self.grad_scaler else None
+def has_fp32_precision_api() -> bool:
+    """torch >= 2.9 describes float32 precision per backend and op (``fp32_precision``)."""
+    return backend_flag("cuda.matmul.fp32_precision") is not None
 
-    def apply(self, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None) -> Callable[[], None]:
-        """Set TF32/cudnn flags, channels_last on ``model``, fused optimizer kernels; returns ``undo``.
 
-        Autocast is a context (:meth:`autocast`) and DataLoader settings are arguments
-        (:meth:`dataloader_kwargs`): neither can be switched on from outside the loop.
-        ``compile`` is applied with ``model.compile()`` (in place) when recommended.
-        """
-        from dsnotebook.advisor import variants
-
-        undos = []
-        if self.tf32:
-            undos.append(variants.set_tf32(True))
-        if self.cudnn_benchmark:
-            undos.append(variants.set_cudnn_benchmark(True))
-        if model is not None and self.channels_last and has_conv(model):
-            undos.append(variants.to_channels_last(model))
-        if optimizer is not None and self.fused_optimizer:
-            undos.append(variants.set_optimizer_impl(optimizer, "fused"))
-        if model is not None and self.compile:
-            undos.append(variants.compile_in_place(model))
-
-        def undo() -> None:
-            for u in reversed(undos):
-                u()
-        return undo
-
-    def __repr__(self) -> str:
-        rows = [("autocast", str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else "off"),
-                ("GradScaler", _yn(self.grad_scaler)), ("TF32", _yn(self.tf32)),
-                ("cudnn.benchmark", _yn(self.cudnn_benchmark)), ("channels_last", _yn(self.channels_last)),
-                ("torch.compile", _yn(self.compile)),
-                ("DataLoader", f"num_workers={self.num_workers}, pin_memory={self.pin_memory}"),
-                ("fused optimizer", _yn(self.fused_optimizer))]
-        keys = ["autocast", "grad_scaler", "tf32", "cudnn_benchmark", "channels_last", "compile", "num_workers",
-                "fused_optimizer"]
-        lines = [f"OptimalSettings for {self.device}:"]
-        for (label, value), key in zip(rows, keys):
-            lines.append(f"  {label:<16} {value:<34} {self.reasons.get(key, '')}")
-        return "\n".join(lines)
+def tf32_enabled(op: str = "matmul") -> bool:
+    """Whether fp32 CUDA matmuls (``op="matmul"``) or cuDNN convolutions (``"conv"``) may use TF32,
+    read from the per-op setting where torch has one ("none" inherits from the backend, then
+    from the generic value), else from the legacy ``allow_tf32`` flag."""
+    if op not in ("matmul", "conv"):
+        raise ValueError(f"op must be 'matmul' or 'conv', got {op!r}")
+    if has_fp32_precision_api():
+        chain = ("cuda.matmul" if op == "matmul" else "cudnn.conv", "cudnn", "")
+        for prefix in chain:
+            value = backend_flag(f"{prefix}.fp32_precision" if prefix else "fp32_precision")
+            if value not in (None, "none"):
+                return value == "tf32"
+        return False
+    return bool(backend_flag("cuda.matmul.allow_tf32" if op == "matmul" else "cudnn.allow_tf32"))

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import anywidget
 import traitlets
 
-from dsnotebook.advisor.suggestion import to_json
+from dsnotebook.core.jsonsafe import to_json
 from dsnotebook.widgets.esm import load_esm
 
 __all__ = ["SuggestionsWidget"]

@@ -1,17 +1,20 @@
 """Hardware profile and the settings chosen for it (CPU here; fake GPU profiles for the choices)."""
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
+import pathlib
 
 import pytest
 import torch
 from torch import nn
 
 import dsnotebook
-from dsnotebook.perf.hardware import HardwareProfile, detect_gpu
+from dsnotebook.advisor.settings import TuningProfile
+from dsnotebook.advisor.variants import PrecisionState
+from dsnotebook.perf.hardware import HardwareProfile, detect_gpu, tf32_enabled
 from fakes import cpu_profile, fake_gpu
-
 
 
 def conv_net() -> nn.Module:
@@ -26,7 +29,21 @@ def test_detect_on_this_machine():
         assert not hw.tf32 and not hw.fp8 and hw.gpu_count == 0
     json.dumps(hw.to_dict())
     assert "CPU cores" in repr(hw)
-    assert dsnotebook.detect_gpu is detect_gpu  # exported lazily from the package
+    public = dsnotebook.detect_gpu()  # exported lazily from the package: the facts, plus the advisor's settings
+    assert isinstance(public, TuningProfile) and isinstance(public, HardwareProfile)
+    assert public.to_dict() == hw.to_dict() and repr(public) == repr(hw)
+    assert public.get_optimal_settings(conv_net()).device == hw.device
+
+
+def test_perf_does_not_import_the_advisor():
+    """The facts sit below the advisor: no perf module imports it, not even inside a function."""
+    perf = pathlib.Path(dsnotebook.__file__).parent / "perf"
+    for path in perf.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("dsnotebook.advisor") for n in names), (path.name, names)
+    assert not hasattr(HardwareProfile, "get_optimal_settings")
 
 
 def test_cpu_settings_are_sensible():
@@ -65,17 +82,16 @@ def test_apply_and_undo_restore_everything():
     model, opt = conv_net(), None
     opt = torch.optim.Adam(model.parameters())
     s = dataclasses.replace(fake_gpu().get_optimal_settings(model), compile=False)
-    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    flags = (PrecisionState.capture(), torch.backends.cudnn.benchmark)
     before = [p.detach().clone() for p in model.parameters()]
     undo = s.apply(model, opt)
     try:
-        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.benchmark
+        assert tf32_enabled("matmul") and tf32_enabled("conv") and torch.backends.cudnn.benchmark
         assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
         assert opt.param_groups[0]["fused"] is True and opt.param_groups[0]["foreach"] is False
     finally:
         undo()
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-            torch.backends.cudnn.benchmark) == flags
+    assert (PrecisionState.capture(), torch.backends.cudnn.benchmark) == flags
     assert model[0].weight.is_contiguous() and opt.param_groups[0]["fused"] in (None, False)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
