@@ -6,7 +6,8 @@ Same method as ``overhead.py``: blocks of ``--steps`` training steps alternate b
 plain loop and the loop under a tracer, and the ratio of each adjacent pair is taken
 (interleaving cancels drift on a shared, noisy machine); medians and interquartile ranges
 are printed.  Every tracer records gradient statistics every step (the always-on part),
-so "grads only" is the reference the other rows add to.  Graph capture happens once per
+so "grads only" is the reference the other rows add to; the first two rows differ by the
+default non-finite mode's step capture (two root hooks keeping each step's inputs for a replay).  Graph capture happens once per
 tracer, on its first forward: it is measured as one training step with a GraphRecorder
 capturing its forward against the same step without, in interleaved pairs.
 """
@@ -24,7 +25,8 @@ from dsnotebook.dataflow.graph import GraphRecorder
 from _pairs import interleaved, overhead_pct, train_block
 
 VARIANTS = [
-    ("grads only", {}),
+    ("grads only, nonfinite off", {"nonfinite": "off"}),
+    ("grads only (default: nonfinite cheap)", {}),
     ("activations every 100", {"activations_every": 100}),
     ("activations every 10", {"activations_every": 10}),
     ("activations every 1", {"activations_every": 1}),

@@ -50,6 +50,22 @@ def is_internal() -> bool:
     return getattr(_state, "internal", False)
 
 
+@contextlib.contextmanager
+def replaying() -> Iterator[None]:
+    """Mark a forward/backward that dsnotebook runs again to localise a non-finite value:
+    samplers and recorders ignore it (it belongs to no training step)."""
+    prev = getattr(_state, "replaying", False)
+    _state.replaying = True
+    try:
+        yield
+    finally:
+        _state.replaying = prev
+
+
+def is_replaying() -> bool:
+    return getattr(_state, "replaying", False)
+
+
 def in_error() -> bool:
     """True inside an always-called forward hook that runs because forward raised."""
     return sys.exc_info()[0] is not None

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dsnotebook.core.hooks import HookSet, first_float_tensor, hook_modules, in_recompute, internal
+from dsnotebook.core.hooks import HookSet, first_float_tensor, hook_modules, in_recompute, internal, is_replaying
 
 _CHANNEL_FIRST_3D = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
                      nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d, nn.GroupNorm)
@@ -116,7 +116,7 @@ class ActivationSampler:
         self._rows = []
 
     def _pre(self, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        if in_recompute():
+        if in_recompute() or is_replaying():
             return
         root = module is self.model
         if root and self._state == "armed" and torch.is_grad_enabled():
@@ -125,7 +125,7 @@ class ActivationSampler:
             self._depth += root
 
     def _post(self, name: str, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        if self._state != "recording" or in_recompute():
+        if self._state != "recording" or in_recompute() or is_replaying():
             return
         try:
             with internal():

@@ -44,6 +44,14 @@ class NonFiniteEpisodes:
         elif not checking:
             self.in_episode = False
 
+    def found_by_replay(self, step: int, module: str | None, detail: str) -> Event | None:
+        """A replay of ``step`` (before its optimizer update) named the origin."""
+        if self.in_episode:
+            return None
+        self.in_episode, self.armed_left = True, 0
+        return Event(step, module, detail + " (found by replaying this step's forward and backward on the weights "
+                                            "before its update)")
+
     def checked(self, step: int, module: str | None, detail: str | None) -> Event | None:
         """The checks of ``step`` found the origin (``module``, ``detail``) or nothing (None)."""
         if self.mode == "cheap":

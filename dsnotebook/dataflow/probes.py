@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from dsnotebook.core.modules import is_compiled
-from dsnotebook.core.probe import Probe, ProbeContext
+from dsnotebook.core.probe import Probe, ProbeContext, StepBatch
 from dsnotebook.dataflow.activations import ActivationSampler
 from dsnotebook.dataflow.episodes import NonFiniteEpisodes
 from dsnotebook.dataflow.graph import CompiledGraphCapture, GraphRecorder
 from dsnotebook.dataflow.nonfinite import NonFiniteLocator
+from dsnotebook.dataflow.replay import StepCapture, replay
 from dsnotebook.run.fields import ACT_FIELDS
 
 _ACT_NONFINITE = ACT_FIELDS.index("nonfinite")
@@ -119,7 +121,15 @@ class ActivationProbe(Probe):
 
 
 class NonFiniteProbe(Probe):
-    """Names the first module whose output or gradient went NaN/Inf (one event per episode)."""
+    """Names the first module whose output or gradient went NaN/Inf (one event per episode).
+
+    ``strict`` checks every step.  ``cheap`` keeps references to each step's inputs
+    (:class:`~dsnotebook.dataflow.replay.StepCapture`); when the step's gradient statistics
+    reach the host before its optimizer update (CPU tensors; steps GradScaler skips) and
+    show a non-finite value, the step is replayed with the checks on, so the event names
+    the module at the step where it happened.  Otherwise (CUDA statistics arrive after the
+    update) the checks are armed for the next steps.
+    """
 
     name = "nonfinite"
 
@@ -127,8 +137,11 @@ class NonFiniteProbe(Probe):
         self.episodes = NonFiniteEpisodes(mode)
         self.mode = mode
         self._locator: NonFiniteLocator | None = None
+        self._capture: StepCapture | None = None
         self._unsubscribe: Any = None
         self._seen: set[str] = set()
+        self._bad_step: int | None = None  # latest step whose statistics were non-finite
+        self._checked_step: int | None = None  # latest step whose forward ran with the checks on
 
     def attach(self, ctx: ProbeContext) -> None:
         super().attach(ctx)
@@ -144,6 +157,11 @@ class NonFiniteProbe(Probe):
             self._locator = NonFiniteLocator(model)
         if self.mode == "cheap" and self._unsubscribe is None:
             self._unsubscribe = ctx.run.subscribe(self._on_run)
+        if self.mode == "cheap" and not _distributed(model):
+            if self._capture is None:
+                on_cpu = all(not p.is_cuda for p in model.parameters())
+                self._capture = StepCapture(model, keep_output_grads=on_cpu)
+            self._capture.start()
 
     def _on_run(self, kind: str, steps: list[int]) -> None:
         """Statistics reached the Run: a non-finite count arms the checks (cheap mode)."""
@@ -153,12 +171,16 @@ class NonFiniteProbe(Probe):
         for s in steps:
             acts = run.activations_at(s)
             bad = run.nonfinite_at(s) > 0 or (acts is not None and bool(np.any(acts.values[:, _ACT_NONFINITE] > 0)))
+            if bad:
+                self._bad_step = s
             self.episodes.saw_statistics(s, bad, checking=self._locator is not None and self._locator.armed)
 
     def wants(self, step: int) -> bool:
         return self._locator is not None and self.episodes.wants_checks()
 
     def before_forward(self, step: int) -> None:
+        if self._capture is not None:
+            self._capture.new_step()
         if self.wants(step):
             self._locator.arm()
 
@@ -166,6 +188,7 @@ class NonFiniteProbe(Probe):
         loc = self._locator
         if loc is None or not loc.armed:
             return
+        self._checked_step = step
         finding = loc.collect()
         _record_notes(self.ctx.run, loc.notes, step, self._seen)
         event = self.episodes.checked(step, finding.module if finding else None, finding.detail if finding else None)
@@ -174,13 +197,53 @@ class NonFiniteProbe(Probe):
         if not self.episodes.wants_checks():
             loc.disarm()
 
+    def pre_step(self, batch: StepBatch) -> None:
+        """Before the update: replay a step whose gradients are already known to be non-finite."""
+        if self._capture is None or not batch.first or self._checked_step == batch.step:
+            return
+        if self._bad_step != batch.step and not batch.skipped:
+            return
+        if self.episodes.in_episode:
+            return
+        why = self._capture.replayable()
+        if why is not None:
+            _record_notes(self.ctx.run, [f"non-finite step {batch.step} not replayed ({why}): checks armed for the "
+                                         "next steps"], batch.step, self._seen)
+            return
+        model, loc = self.ctx.model(), self._locator
+        if model is None or loc is None:
+            return
+        was_armed = loc.armed
+        loc.arm()
+        try:
+            replay(model, self._capture)
+            finding = loc.collect()
+        finally:
+            if not was_armed:
+                loc.disarm()
+            self._capture.new_step()
+        _record_notes(self.ctx.run, loc.notes, batch.step, self._seen)
+        if finding is not None:
+            event = self.episodes.found_by_replay(batch.step, finding.module, finding.detail)
+            if event is not None:
+                self.ctx.run.add_event(event.step, "nonfinite", event.module, event.detail)
+
     def detach(self) -> None:
         if self._locator is not None:
             self._locator.disarm()
+        if self._capture is not None:
+            self._capture.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
 
     @property
     def hook_count(self) -> int:
-        return len(self._locator.hooks) if self._locator is not None else 0
+        n = len(self._locator.hooks) if self._locator is not None else 0
+        return n + (self._capture.hook_count if self._capture is not None else 0)
+
+
+def _distributed(model: nn.Module) -> bool:
+    """DDP/FSDP models: a replayed backward would start collectives the other ranks never join."""
+    return isinstance(model, nn.parallel.DistributedDataParallel) or any(
+        type(m).__name__.startswith(("FSDP", "FullyShardedDataParallel")) for m in model.modules())

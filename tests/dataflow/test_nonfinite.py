@@ -121,7 +121,7 @@ def test_injected_module_is_reported(target, poison, mode):
     ev = events[0]
     assert ev["module"] == target, ev
     assert ev["detail"].startswith("backward" if poison == "backward" else "forward"), ev
-    assert ev["step"] == (0 if mode == "strict" else 1)
+    assert ev["step"] == 0  # cheap mode replays the step before its update: named at the step too
 
 
 def test_healthy_run_has_no_event_and_off_mode_does_nothing():
@@ -156,3 +156,81 @@ def test_glue_code_in_parent_and_loss_are_named():
         opt.step()
     ev = [e for e in tracer.run.events if e["kind"] == "nonfinite"][0]
     assert ev["module"] == "(loss)" and ev["detail"].startswith("backward")
+
+
+class DropBN(nn.Module):
+    """Dropout (RNG) and BatchNorm (buffers): what a replay must leave exactly as it found."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.drop, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Dropout(0.5), \
+            Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc(self.drop(torch.relu(self.bn(self.conv(x)))).flatten(1))
+
+
+def _train(trace: bool, poison_step: int = 2, steps: int = 6, optimizer=torch.optim.SGD):
+    torch.manual_seed(0)
+    model = DropBN()
+    opt = optimizer(model.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(1)
+    losses = []
+    tracer = ModelTracer(model, opt, capture_graph=False) if trace else None
+    if tracer is not None:
+        tracer.attach()
+    handle = opt.register_step_pre_hook(skip_nonfinite)
+    for i in range(steps):
+        model.fc.poison = "backward" if i == poison_step else None
+        x, y = torch.randn(8, 1, 4, 4, generator=g), torch.randint(0, 10, (8,), generator=g)
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    handle.remove()
+    if tracer is not None:
+        tracer.detach()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    return losses, state, tracer
+
+
+def test_replay_names_the_step_and_leaves_training_unchanged():
+    """Regression: the default mode named the module one step late (or the first layer, once the
+    update had written NaN into the weights).  The replay uses the step's own dropout mask and
+    puts RNG and BatchNorm statistics back."""
+    plain_losses, plain_state, _ = _train(False)
+    losses, state, tracer = _train(True)
+    assert losses == plain_losses
+    for k in plain_state:
+        assert torch.equal(state[k], plain_state[k]), k
+    assert torch.equal(torch.get_rng_state(), _rng_after_plain_run())
+    ev = [e for e in tracer.run.events if e["kind"] == "nonfinite"]
+    assert len(ev) == 1 and ev[0]["step"] == 2 and ev[0]["module"] == "fc" and ev[0]["detail"].startswith("backward")
+    assert "replaying" in ev[0]["detail"]
+
+
+def _rng_after_plain_run():
+    _train(False)
+    return torch.get_rng_state()
+
+
+@pytest.mark.parametrize("optimizer", [torch.optim.SGD, torch.optim.Adam])
+@pytest.mark.parametrize("poison", ["nan", "backward"])
+def test_unprotected_loop_first_bad_step_is_named(optimizer, poison):
+    """No GradScaler, no guard: the bad step's update writes NaN into the weights right away."""
+    torch.manual_seed(0)
+    model = Net()
+    opt = optimizer(model.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(1)
+    with ModelTracer(model, opt, capture_graph=False) as tracer:
+        for i in range(5):
+            model.fc1.poison = poison if i == 3 else None
+            x, y = torch.randn(8, 1, 4, 4, generator=g), torch.randint(0, 10, (8,), generator=g)
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    ev = [e for e in tracer.run.events if e["kind"] == "nonfinite"]
+    assert len(ev) == 1, ev
+    assert ev[0]["step"] == 3 and ev[0]["module"] == "fc1", ev
+    assert ev[0]["detail"].startswith("backward" if poison == "backward" else "forward")

@@ -40,7 +40,8 @@ def test_per_layer_rows_on_sampled_steps_only_and_hooks_gone():
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     with ModelTracer(model, opt, profile_every=2) as tr:
         train(model, opt, 5)
-        assert tr.module_hook_count == 0  # step 5 is not sampled: nothing installed
+        # step 5 is not sampled: no timing hooks; the two root hooks are the non-finite probe's step capture
+        assert tr.module_hook_count == 2
     assert _no_module_hooks(model)
     df = tr.to_dataframe("timings")
     assert sorted(df["step"].unique()) == [0, 2, 4]

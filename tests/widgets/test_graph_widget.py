@@ -95,6 +95,19 @@ def test_event_modules_map_to_node_ids():
     assert slim_graph(None)["nodes"] == []
 
 
+def test_an_event_in_the_loss_marks_the_output_node():
+    """The non-finite search may find the loss (outside the model): the graph marks the model's
+    output, where the loss reads it, instead of a node that does not exist."""
+    g = _graph()
+    g["nodes"].append({"id": "output:output", "kind": "output", "label": "output", "name": "output", "type": "Tensor"})
+    w = GraphWidget(g)
+    w.set_events([{"step": 5, "kind": "nonfinite", "module": "(loss)", "detail": "backward: ..."}])
+    assert w.events[0]["node"] == "output:output"
+    bare = GraphWidget(_graph())  # no output node: the id matches no node, nothing is marked
+    bare.set_events([{"module": "(loss)"}])
+    assert bare.events[0]["node"] not in {n["id"] for n in bare.graph["nodes"]}
+
+
 def test_perf_panel_state_per_layer_and_phases():
     timings = [
         {"step": 0, "module": "fc", "phase": "fwd", "seconds": 0.002, "calls": 1},
@@ -203,7 +216,10 @@ def test_live_dashboard_feeds_activation_steps_and_grad_norms():
         col = g.steps.index(step)
         for k in ("mean", "std", "absmax", "zero_frac", "nonfinite"):
             assert vals[keys.index(k), row, col] == np.float32(r[k])
-        assert vals[keys.index("dead_frac"), row, col] == np.float32(r["dead_units"] / r["units"])
+        if r["units"]:  # a rectifier output: dead fraction
+            assert vals[keys.index("dead_frac"), row, col] == np.float32(r["dead_units"] / r["units"])
+        else:  # dead units mean nothing on other outputs
+            assert np.isnan(vals[keys.index("dead_frac"), row, col])
     # grad norm of a module = norm over its parameters (the root: all of them)
     norms = tracer.run.matrix("norm", g.steps)
     mods = [t["module"] for t in tracer.run.tensors]
@@ -260,6 +276,6 @@ def test_magic_view_is_the_dashboard_unless_no_graph():
     model = tiny_cnn()
     tracer = ModelTracer(model, torch.optim.SGD(model.parameters(), lr=0.1))
     view = _live_view(tracer)
-    assert isinstance(view, LiveDashboard) and isinstance(view.widget, Dashboard) and tracer._views == [view]
+    assert isinstance(view, LiveDashboard) and isinstance(view.widget, Dashboard) and tracer.views == [view] and tracer.dashboard is view.widget
     view.close()
     assert isinstance(_live_view(tracer, graph=False), LiveHeatmap)
