@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml js/package.json js/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[test]"
+	$(PIP) install -e ".[test,examples]"
 	touch $(STAMP)
 
 js: $(STAMP)
@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(PY) -m dsnotebook demo
 
 test: $(STAMP) js chromium
+	$(VENV)/bin/lint-imports
 	cd js && npm test --silent
 	$(PY) -m pytest -q tests notebooks --nbval-lax -p no:cacheprovider
 

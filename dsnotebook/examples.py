@@ -14,7 +14,10 @@ from torch import nn
 
 def load_digits_tensors(test_fraction: float = 0.2, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """(x_train, y_train, x_test, y_test): images as float32 [N, 1, 8, 8] in [0, 1]."""
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:  # scikit-learn is only needed for these examples
+        raise ImportError("the digits examples need scikit-learn: pip install 'dsnotebook[examples]'") from exc
 
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
