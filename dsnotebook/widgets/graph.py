@@ -42,6 +42,8 @@ GRAPH_STATS: list[dict[str, Any]] = [
 _NODE_KEYS = ("id", "kind", "label", "name", "type", "params", "call", "parent", "leaf", "shapes", "param_inputs")
 _EDGE_KEYS = ("source", "target", "shape", "dtype")
 _CALL = re.compile(r"^(.*) \(call (\d+)\)$")
+#: the module name of events found in the loss computation, outside the model
+LOSS = "(loss)"
 
 
 def node_of_event_module(module: str | None) -> str:
@@ -111,8 +113,15 @@ class GraphWidget(SeriesWidget):
             self.rows = ids
 
     def set_events(self, events: Sequence[dict[str, Any]]) -> None:
+        """The events list; each event names the node it happened in (an event in the loss,
+        outside the model, names the model's output node)."""
+        outputs = [n["id"] for n in self.graph.get("nodes", []) if n.get("kind") == "output"]
+
+        def node(module: str | None) -> str:
+            return outputs[0] if module == LOSS and outputs else node_of_event_module(module)
+
         self.events = [{"step": e.get("step"), "kind": str(e.get("kind", "")), "module": e.get("module"),
-                        "detail": str(e.get("detail", "")), "node": node_of_event_module(e.get("module"))}
+                        "detail": str(e.get("detail", "")), "node": node(e.get("module"))}
                        for e in events]
 
 
