@@ -1,4 +1,4 @@
-"""Advisor: rules that read a Run plus the hardware profile and propose changes with evidence (C6).
+"""Advisor: rules that read a Run plus the hardware profile and propose changes with evidence.
 
 ``advise(run, hardware)`` runs every rule in :data:`RULES` (each a small function,
 ``rule(run, hardware, context) -> Suggestion | None``), stores the suggestions in the

@@ -154,11 +154,7 @@ def hook_modules(model: nn.Module, pre: Callable[..., Any] | None, post: Callabl
         if pre is not None:
             hooks.add(mod.register_forward_pre_hook(_pre_hook(pre, name), with_kwargs=True))
         if post is not None:
-            fn = _post_hook(post, name)
-            try:
-                hooks.add(mod.register_forward_hook(fn, with_kwargs=True, always_call=True))
-            except TypeError:  # torch < 2.1: no always_call
-                hooks.add(mod.register_forward_hook(fn, with_kwargs=True))
+            hooks.add(mod.register_forward_hook(_post_hook(post, name), with_kwargs=True, always_call=True))
 
 
 def _pre_hook(fn: Callable[..., Any], name: str) -> Callable[..., None]:

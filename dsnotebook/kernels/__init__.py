@@ -1,4 +1,4 @@
-"""Fused CuPy raw kernels for the per-step statistics (C12).
+"""Fused CuPy raw kernels for the per-step statistics.
 
 ``is_available()`` says whether they can run here; ``CupyStatsBackend`` computes the
 same table as ``dsnotebook.stats.reference.TorchStatsBackend`` (see ``backend.py`` for the design:

@@ -1,6 +1,6 @@
 """CupyStatsBackend: the statistics of ``dsnotebook.stats.reference`` from fused CuPy raw kernels.
 
-Design (issue 3):
+Design:
 
 * One launch for all tensors of a call: block -> (tensor, chunk of 16Ki or 64Ki
   elements), as in multi_tensor_apply.  The per-tensor table (numel, dtype, layout) and
