@@ -1,7 +1,7 @@
-"""Colour scale shared by the heatmap widget (Python is the source of truth).
+"""Colour scale shared by the heatmap and graph widgets (Python is the source of truth).
 
 The 256-entry LUT is sent to the browser as a trait; ``color_for`` mirrors the
-JavaScript scale in ``js/src/colors.ts`` step for step, so tests (and users) can
+TypeScript scale in ``js/src/shared/colors.ts`` step for step, so tests (and users) can
 compute exactly which RGB a value gets on the canvas.
 
 Scale definition (identical in both languages, all arithmetic in float64):

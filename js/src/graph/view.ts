@@ -321,7 +321,10 @@ export function createRender(store: SeriesStore): Render<Model> {
       unsub();
       for (const [ev, fn] of handlers) model.off(ev, fn);
       detachPanZoom();
-      if (frame) cancelAnimationFrame(frame);
+      if (frame) {
+        cancelAnimationFrame(frame);
+        clearTimeout(frame);
+      }
       root.remove();
     };
   };

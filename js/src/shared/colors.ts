@@ -1,5 +1,6 @@
-// Colour scale of the heatmap. Mirrors dsnotebook/widgets/colors.py step for step:
-// Python computes the exact RGB a value gets from the same LUT (sent as a trait).
+// Colour scale of the heatmap and the graph, a step-for-step copy of dsnotebook/widgets/colors.py
+// (the source of truth; tests/widgets/test_colors.py compares both). Python computes the exact
+// RGB a value gets from the same LUT, which the browser receives as a trait.
 
 export type RGB = [number, number, number];
 
