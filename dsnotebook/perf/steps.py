@@ -13,7 +13,8 @@ here so the rules of the split are in one place:
 * ``tracer`` is dsnotebook's own work: at the first optimizer (statistics, collection),
   before each further optimizer (from the call's entry, when known), after each optimizer
   (update statistics, hooks for the next sampled step), and ``own`` spans inside the
-  user's phases (the one-time settings probe);
+  user's phases (probes' hooks on the root module around each forward, the one-time
+  settings probe);
 * ``other`` is what remains of the wall time (loss, clipping, logging, code between
   optimizers).
 """
@@ -46,7 +47,7 @@ class StepMarks:
     bwd: dict[str, list[tuple[Any, Any]]] = field(default_factory=lambda: defaultdict(list))
     root_fwd: list[tuple[Any, Any]] = field(default_factory=list)
     root_bwd: list[list[Any]] = field(default_factory=list)  # [start, end] per backward pass
-    own: list[tuple[Any, Any]] = field(default_factory=list)  # dsnotebook's work inside the data phase
+    own: list[tuple[Any, Any, bool]] = field(default_factory=list)  # dsnotebook's work: (start, end, in data phase)
     bwd_done: Any = None  # forward/backward over: dsnotebook's work at the first optimizer begins
     opts: list[OptimizerCall] = field(default_factory=list)
     end: Any = None  # begin of the next step
@@ -66,6 +67,7 @@ class StepMarks:
         (a GAN's second forward/backward between its two optimizers), so they belong here."""
         self.root_fwd += later.root_fwd
         self.root_bwd += later.root_bwd
+        self.own += [(a, b, False) for a, b, _ in later.own]
         for mine, theirs in ((self.fwd, later.fwd), (self.bwd, later.bwd)):
             for name, spans in theirs.items():
                 mine[name] += spans
@@ -83,9 +85,9 @@ def phase_rows(st: StepMarks, sec: Callable[[Any, Any], float], module: str = "(
     if end is None:
         last = calls[-1] if calls else None
         end = st.bwd_done if last is None else (last.after if last.after is not None else last.end)
-    own = sum(sec(a, b) for a, b in st.own)
+    own = sum(sec(a, b) for a, b, _ in st.own)
     first = st.root_fwd[0][0] if st.root_fwd else st.bwd_done
-    v = {"data": max(0.0, sec(st.begin, first) - own),
+    v = {"data": max(0.0, sec(st.begin, first) - sum(sec(a, b) for a, b, in_data in st.own if in_data)),
          "fwd": sum(sec(a, b) for a, b in st.root_fwd if b is not None),
          "bwd": sum(sec(a, b) for a, b in st.root_bwd if b is not None),
          "opt": sum(sec(c.start, c.end) for c in calls)}

@@ -67,6 +67,8 @@ class TimingProbe(Probe):
         self._noted = False  # the compiled-model warning, once across re-attaches
         self._opt_hooks = HookSet()  # the optimizer-entry hook (not a module hook)
         self._entry: Any = None  # mark taken when an optimizer's step() was entered
+        self._entered: Any = None  # the root module's forward was called (before any probe's hook)
+        self._left: Any = None  # the root's forward returned (before other probes' post-hooks)
 
     def attach(self, ctx: ProbeContext) -> None:
         super().attach(ctx)
@@ -178,6 +180,7 @@ class TimingProbe(Probe):
         if self._meter is not None:
             self._meter.end()
         self._open.clear()
+        self._entered = self._left = None
         if cur is None or cur.step != step:
             return
         if self._meter is not None:
@@ -205,12 +208,14 @@ class TimingProbe(Probe):
 
     # -- hooks (sampled steps only) ---------------------------------------------------------
     def _install(self, model: nn.Module) -> None:
+        # The root's forward is bracketed twice: outer hooks (first pre-hook, last post-hook) and
+        # inner ones (last pre-hook, first post-hook).  Between them run other probes' root hooks:
+        # dsnotebook's work, kept out of the data and forward phases.
         root = model
+        self._hooks.add(root.register_forward_pre_hook(self._root_enter, prepend=True))
         self._hooks.add(root.register_forward_pre_hook(self._root_pre))
-        try:
-            self._hooks.add(root.register_forward_hook(self._root_post, always_call=True))
-        except TypeError:  # pragma: no cover - torch < 2.1
-            self._hooks.add(root.register_forward_hook(self._root_post))
+        self._hooks.add(root.register_forward_hook(self._root_post, prepend=True, always_call=True))
+        self._hooks.add(root.register_forward_hook(self._root_leave, always_call=True))
         if self.compiled:
             return
         if self._meter is None:
@@ -224,19 +229,33 @@ class TimingProbe(Probe):
             except TypeError:  # pragma: no cover
                 self._hooks.add(mod.register_forward_hook(self._mod_post(name)))
 
+    def _root_enter(self, module: nn.Module, args: Any) -> None:
+        if self._cur is not None and not in_recompute():
+            self._entered = self._clock.mark()
+
     def _root_pre(self, module: nn.Module, args: Any) -> None:
         cur = self._cur
         if cur is None or in_recompute():
             return
+        entered, self._entered = self._entered, None
+        first = not cur.root_fwd
         if not cur.saw_forward:
             cur.saw_forward = True
-            if "settings" not in self.run.meta:  # once per run: dsnotebook's work, not data loading
-                t0 = self._clock.mark()
+            if "settings" not in self.run.meta:  # once per run
+                entered = entered if entered is not None else self._clock.mark()
                 self._note_settings(module)
-                cur.own.append((t0, self._clock.mark()))
-        cur.root_fwd.append((self._clock.mark(), None))
+        start = self._clock.mark()
+        if entered is not None:
+            cur.own.append((entered, start, first))
+        cur.root_fwd.append((start, None))
         if self._meter is not None:
             self._meter.begin()
+
+    def _root_leave(self, module: nn.Module, args: Any, output: Any) -> None:
+        cur, left = self._cur, self._left
+        self._left = None
+        if cur is not None and left is not None and not in_recompute():
+            cur.own.append((left, self._clock.mark(), False))
 
     def _note_settings(self, model: nn.Module) -> None:
         """What the advisor needs to know about the running configuration (read once)."""
@@ -260,7 +279,8 @@ class TimingProbe(Probe):
         cur = self._cur
         if cur is None or in_recompute() or not cur.root_fwd or cur.root_fwd[-1][1] is not None:
             return
-        cur.root_fwd[-1] = (cur.root_fwd[-1][0], self._clock.mark())
+        self._left = end = self._clock.mark()
+        cur.root_fwd[-1] = (cur.root_fwd[-1][0], end)
         if self._meter is not None:
             self._meter.end()
         try:
@@ -337,7 +357,7 @@ class TimingProbe(Probe):
     def _finalize(self, st: StepMarks) -> None:
         try:
             self._clock.sync()
-            self.run.add_records("timings", self._timing_rows(st))
+            self.run.add_records("timings", phase_rows(st, self._clock.seconds))
             mem = list(st.grad_rows)
             mem += [{"step": st.step, "module": m, "kind": "activations", "bytes": int(b)}
                     for m, b in st.act.items()]
@@ -345,10 +365,6 @@ class TimingProbe(Probe):
             self.run.add_records("memory", mem)
         except Exception as exc:
             self._warn(exc)
-
-    def _timing_rows(self, st: StepMarks) -> list[dict[str, Any]]:
-        return phase_rows(st, self._clock.seconds)
-
 
 def _grad_tensors(obj: Any) -> list[torch.Tensor]:
     """Tensors that require grad in a module's inputs or outputs (fast path for one tensor)."""

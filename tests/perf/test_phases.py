@@ -85,6 +85,36 @@ def test_hook_installation_and_settings_probe_are_charged_to_the_tracer_not_to_d
     assert "data_loader" not in {s.rule for s in advise(tr.run, CPU)}
 
 
+class SlowRootHooks(Probe):
+    """Another probe's forward hooks on the root module, slow: dsnotebook's work around the forward."""
+
+    name = "slow-root"
+
+    def attach(self, ctx) -> None:  # noqa: ANN001
+        super().attach(ctx)
+        model = ctx.model()
+        self.handles = [model.register_forward_pre_hook(lambda *_: time.sleep(DELAY)),
+                        model.register_forward_hook(lambda *_: time.sleep(DELAY))]
+
+    def detach(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def test_other_probes_root_hooks_are_tracer_not_data_or_forward():
+    model = many_modules(4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    batches = [torch.randn(4, 8) for _ in range(4)]
+    with ModelTracer(model, opt, profile_every=1, probes=[SlowRootHooks()]) as tr:
+        for x in batches:
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    sec, _ = phases(tr)
+    assert (sec["data"] < DELAY / 2).all() and (sec["fwd"] < DELAY / 2).all(), sec
+    assert (sec["other"] < DELAY / 2).all() and (sec["tracer"] >= 2 * DELAY).all(), sec
+
+
 @pytest.mark.parametrize("given", [True, False], ids=["optimizers-given", "any-optimizer"])
 def test_every_optimizer_of_the_step_is_in_opt(given):
     torch.manual_seed(0)
@@ -156,7 +186,7 @@ def test_dsnotebook_work_between_two_optimizers_is_tracer_not_opt(given):
 def test_phase_rows_split_one_step_by_its_marks():
     """The split's rules on hand-made marks (seconds)."""
     st = StepMarks(3, begin=0.0)
-    st.own = [(0.5, 1.5)]  # the settings probe, before the first forward
+    st.own = [(0.5, 1.5, True), (7.0, 7.5, False)]  # probes' root hooks before the first forward, after a later one
     st.root_fwd = [(2.0, 4.0), (11.0, 12.0)]
     st.root_bwd = [[4.0, 7.0], [12.0, 13.0]]
     st.bwd_done = 8.0
@@ -166,7 +196,7 @@ def test_phase_rows_split_one_step_by_its_marks():
     rows = {r["phase"]: r for r in phase_rows(st, lambda a, b: b - a)}
     sec = {k: r["seconds"] for k, r in rows.items()}
     assert sec == {"data": 1.0, "fwd": 3.0, "bwd": 4.0, "opt": 3.0, "comm": 0.0,
-                   "tracer": 1.0 + 1.0 + 0.5 + 0.5 + 1.0, "other": 17.0 - 1.0 - 3.0 - 4.0 - 3.0 - 4.0, "step": 17.0}
+                   "tracer": 1.5 + 1.0 + 0.5 + 0.5 + 1.0, "other": 17.0 - 1.0 - 3.0 - 4.0 - 3.0 - 4.5, "step": 17.0}
     assert rows["opt"]["calls"] == 2 and rows["fwd"]["calls"] == 2
     by_hand = StepMarks(0, begin=0.0, root_fwd=[(1.0, 2.0)], root_bwd=[[2.0, 3.0]], bwd_done=4.0, end=6.0)
     sec = {r["phase"]: r["seconds"] for r in phase_rows(by_hand, lambda a, b: b - a)}
