@@ -1,9 +1,10 @@
 """The run directory: a Run written by a notebook or a script, opened in the same views.
 
-Two files: ``run.json`` (metadata, tensors, events, graph, record tables: JSON-able
-records) and ``stats.npz`` (the per-step numbers as flat arrays).  Each is written to a
-temporary name and renamed into place, so a reader (or a crash while saving) never
-leaves half a file behind: each file is either the previous save's or the new one.
+Two files: ``run.json`` (metadata, tensors, events, graph, record tables, as strict JSON:
+numpy scalars become numbers, non-finite numbers read back as None) and ``stats.npz`` (the
+per-step numbers as flat arrays).  Each is written to a temporary name and renamed into
+place, so a reader (or a crash while saving) never leaves half a file behind: each file is
+either the previous save's or the new one.
 """
 from __future__ import annotations
 
@@ -14,16 +15,20 @@ from typing import Any
 
 import numpy as np
 
+from dsnotebook.core.jsonsafe import to_json
+
 FORMAT = 2
 HEAD, STATS = "run.json", "stats.npz"
 
 
 def write_run_dir(directory: str | os.PathLike[str], head: dict[str, Any],
                   arrays: dict[str, np.ndarray]) -> pathlib.Path:
-    """Write ``head`` (JSON-able) and ``arrays`` into ``directory`` (created if missing)."""
+    """Write ``head`` (records, made JSON-safe by :func:`~dsnotebook.core.jsonsafe.to_json`) and
+    ``arrays`` into ``directory`` (created if missing)."""
     d = pathlib.Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"format": FORMAT, **head}, indent=1, default=str)
+    # Strict JSON (numpy scalars as numbers, NaN/inf as null) that any tool can read back.
+    text = json.dumps(to_json({"format": FORMAT, **head}), indent=1, allow_nan=False)
     tmp = d / (HEAD + ".tmp")
     tmp.write_text(text)
     tmp_npz = d / (STATS + ".tmp")

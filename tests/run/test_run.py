@@ -332,3 +332,16 @@ def test_save_leaves_no_temporary_files(tmp_path):
     d = _full_run().save(tmp_path / "run")
     d = _full_run().save(d)  # over an existing save
     assert sorted(p.name for p in d.iterdir()) == ["run.json", "stats.npz"]
+
+
+def test_saved_metadata_keeps_numpy_numbers_as_numbers(tmp_path):
+    """Regression: ``default=str`` wrote numpy ints and float32s (medians, counts) as strings."""
+    run = Run(TENSORS, meta={"n": np.int64(3), "x": np.float32(0.5), "shape": np.array([2, 3]), "t": (1, 2),
+                             "missing": float("nan")})
+    run.add_records("timings", [{"step": 0, "module": "l0", "phase": "fwd", "seconds": np.float32(0.25),
+                                 "calls": np.int64(2)}])
+    d = run.save(tmp_path / "run")
+    json.loads((d / "run.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    again = Run.open(d)
+    assert again.meta == {"n": 3, "x": 0.5, "shape": [2, 3], "t": [1, 2], "missing": None}
+    assert again.to_dataframe("timings")[["seconds", "calls"]].values.tolist() == [[0.25, 2]]
