@@ -100,17 +100,23 @@ class StepCapture:
         if fwd.outputs:
             return  # a nested call of the root module
         fwd.outputs = [t for _, t in flatten_tensors(output, limit=64) if t.requires_grad]
-        if not self.keep_output_grads:
+        if not self._keeps(fwd):
             return
         for k, t in enumerate(fwd.outputs):
             t.register_hook(_keep(fwd.grads, k))
+
+    def _keeps(self, fwd: _Forward) -> bool:
+        """Output gradients are kept on CPU models, and under fp16 autocast (GradScaler loops, whose
+        skipped steps can be replayed on the GPU too): elsewhere they would hold GPU memory a step longer
+        for a replay that cannot happen (CUDA statistics arrive after the update)."""
+        return self.keep_output_grads or any(dtype == torch.float16 for _, dtype in fwd.autocast)
 
     def replayable(self) -> str | None:
         """None if the step can be replayed, else why not."""
         if not self.forwards:
             return "no forward of this step was seen"
-        if not self.keep_output_grads:
-            return "output gradients are not kept for this model"
+        if not all(self._keeps(f) for f in self.forwards):
+            return "output gradients are not kept for this model (CUDA without fp16 autocast)"
         for f in self.forwards:
             if any(t._version != v for t, v in f.versions):
                 return "an input of the forward was modified in place afterwards"
