@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from torch import nn
 
+#: names of places outside any module, as events report them
+LOSS = "(loss)"  # the loss computation after the model's output
+INPUT = "(input)"  # the data the model was called with
+
 
 def display_name(name: str) -> str:
     """Module path as the user wrote it (torch.compile's ``_orig_mod.`` hidden)."""

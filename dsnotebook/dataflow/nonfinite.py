@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.weak import WeakTensorKeyDictionary
 
 from dsnotebook.core.hooks import HookSet, flatten_tensors, hook_modules, in_recompute, internal
+from dsnotebook.core.modules import INPUT, LOSS
 
 from dsnotebook.dataflow.episodes import MODES  # noqa: F401 - the modes, importable from here too
 
@@ -211,7 +212,7 @@ class NonFiniteLocator:
                     finding.detail += (f"; its parameters {', '.join(broken)} are already non-finite: an earlier "
                                        f"update broke them, look at the step before")
             elif parent.get(call) is None:
-                finding = Finding("(input)", "forward", f"forward: the model input is non-finite "
+                finding = Finding(INPUT, "forward", f"forward: the model input is non-finite "
                                                         f"({int(bad)} of {numel} values)")
             else:
                 finding = Finding(parent[call], "forward",
@@ -232,7 +233,7 @@ class NonFiniteLocator:
                                       f"backward: gradient w.r.t. its input non-finite ({int(bad)} of {numel}) "
                                       f"while the gradient of its output was finite")
                 elif key in root_keys:
-                    finding = Finding("(loss)", "backward",
+                    finding = Finding(LOSS, "backward",
                                       f"backward: the gradient of the model output is non-finite ({int(bad)} of "
                                       f"{numel}): it comes from the loss computation outside the model")
                 else:

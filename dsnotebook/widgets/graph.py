@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import traitlets
 
+from dsnotebook.core.modules import LOSS
 from dsnotebook.widgets.esm import load_esm
 from dsnotebook.widgets.series import SeriesWidget
 
@@ -42,8 +43,6 @@ GRAPH_STATS: list[dict[str, Any]] = [
 _NODE_KEYS = ("id", "kind", "label", "name", "type", "params", "call", "parent", "leaf", "shapes", "param_inputs")
 _EDGE_KEYS = ("source", "target", "shape", "dtype")
 _CALL = re.compile(r"^(.*) \(call (\d+)\)$")
-#: the module name of events found in the loss computation, outside the model
-LOSS = "(loss)"
 
 
 def node_of_event_module(module: str | None) -> str:
