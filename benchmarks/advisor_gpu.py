@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from dsnotebook import ModelTracer, detect_gpu
+from dsnotebook.core.jsonsafe import to_json
 
 
 def resnet50_case():
@@ -157,7 +158,7 @@ def main() -> None:
         report["cases"].append(run_case(name, parts, args.steps, out))
         del parts
         torch.cuda.empty_cache()
-    (out / "advisor_gpu.json").write_text(json.dumps(report, indent=1, default=str))
+    (out / "advisor_gpu.json").write_text(json.dumps(to_json(report), indent=1, allow_nan=False))
     print(f"\nwritten: {out / 'advisor_gpu.json'}")
 
 

@@ -36,9 +36,10 @@ from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from dsnotebook.perf.memory import SavedTensorMeter
-from dsnotebook.advisor.variants import Variant, VerifyContext
+from dsnotebook.advisor.variants import Variant, VerifyContext, loader_with
 
 Progress = Callable[[int, int, str], None]
 
@@ -137,12 +138,15 @@ class _Arm:
     """One side of the comparison: its data source, times, losses, memory.
 
     The source is opened at the start of each block and closed at its end (:meth:`open`,
-    :meth:`close`), so an arm's loader does no work while the other arm is timed."""
+    :meth:`close`), so an arm's loader does no work while the other arm is timed.  A
+    DataLoader with workers is opened as a fresh copy per block (same dataset, sampler and
+    settings, persistence included: an epoch that ends inside a block costs what it costs in
+    training), whose workers are shut down at the end of the block."""
 
     def __init__(self, name: str, variant: Variant | None, data: Any) -> None:
-        self.name, self.variant = name, variant
-        self.data = _per_block_source(data)
-        self.period = _delivery_period(self.data)
+        self.name, self.variant, self.data = name, variant, data
+        self.period = _delivery_period(data)
+        self._source: Any = None
         self._it: Iterator[Any] | None = None
         self.times: list[float] = []
         self.timed_steps = 0
@@ -152,21 +156,28 @@ class _Arm:
 
     def open(self) -> None:
         self.close()
-        if self.data is not None:
-            self._it = iter(self.data)
+        if self.data is None:
+            return
+        workers = isinstance(self.data, DataLoader) and self.data.num_workers > 0
+        self._source = loader_with(self.data) if workers else self.data
+        self._it = iter(self._source)
 
     def batch(self) -> Any:
         if self._it is None:
             self.open()
         try:
             return next(self._it)
-        except StopIteration:  # a short dataset: start it again
-            self._it = iter(self.data)
+        except StopIteration:  # the end of an epoch (or of a short dataset): start it again
+            self._it = iter(self._source)
+        try:
             return next(self._it)
+        except StopIteration:
+            raise ValueError("verify: the data ran out; pass something that can be iterated again "
+                             "(a DataLoader, a list of batches), not a one-shot iterator") from None
 
     def close(self) -> None:
         """Stop the iterator's background work: loader worker processes, prefetch threads."""
-        it, self._it = self._it, None
+        it, self._it, self._source = self._it, None, None
         if it is None or it is self.data:  # a user's one-shot iterator is not ours to close
             return
         if hasattr(it, "_shutdown_workers"):  # a DataLoader's multi-process iterator (what its __del__ calls)
@@ -175,23 +186,8 @@ class _Arm:
             it.close()
 
 
-def _per_block_source(data: Any) -> Any:
-    """``data`` as a source that can be opened and closed per block: a DataLoader with
-    persistent workers keeps them alive (and loading) between iterators, so the arm uses
-    the same loader without persistence (the same batches; only start-up, untimed, differs)."""
-    from torch.utils.data import DataLoader
-
-    from dsnotebook.advisor.variants import loader_with
-
-    if isinstance(data, DataLoader) and data.num_workers > 0 and data.persistent_workers:
-        return loader_with(data, persistent_workers=False)
-    return data
-
-
 def _delivery_period(data: Any) -> int:
     """Steps per round of a loader's deliveries: ``k`` workers load ``k`` batches side by side."""
-    from torch.utils.data import DataLoader
-
     return max(1, data.num_workers) if isinstance(data, DataLoader) else 1
 
 

@@ -82,6 +82,16 @@ def test_noop_variant_sees_identical_losses():
     assert res.baseline_saved_bytes == res.variant_saved_bytes > 0
 
 
+@pytest.fixture
+def one_compute_thread():
+    """Worker processes need cores: compute threads competing with them on a small, busy machine
+    make the step itself erratic."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class SleepyDigits(Dataset):
     """A slow dataset: 40 ms per batch of 4 (decoding, network storage, ...)."""
 
@@ -97,7 +107,7 @@ class SleepyDigits(Dataset):
         return self.x[i], self.y[i]
 
 
-def test_sleep_bound_loader_is_verified_faster_with_workers():
+def test_sleep_bound_loader_is_verified_faster_with_workers(one_compute_thread):
     model = net(0.0)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     loader = DataLoader(SleepyDigits(), batch_size=4, shuffle=True)

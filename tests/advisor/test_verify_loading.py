@@ -22,6 +22,16 @@ from dsnotebook.advisor.variants import Prefetcher, Variant, faster_loading
 from dsnotebook.advisor.verify import verify_variant
 
 ITEM_S, BATCH = 0.002, 32
+
+
+@pytest.fixture(autouse=True)
+def one_compute_thread():
+    """The loader's worker processes need cores: compute threads competing with them for the
+    cores of a small, busy machine make the step itself erratic (not what is measured here)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 FLOOR_2_WORKERS = ITEM_S * BATCH / 2  # seconds per step: two workers, each loading whole batches
 
 

@@ -5,6 +5,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from dsnotebook.core.jsonsafe import to_json
@@ -31,6 +32,7 @@ def test_plain_values_pass_unchanged():
 
 
 def test_widgets_and_advisor_share_it():
+    pytest.importorskip("anywidget")
     import dsnotebook.advisor.suggestion as suggestion
     import dsnotebook.widgets.suggestions as widget
 
