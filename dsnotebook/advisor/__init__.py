@@ -14,7 +14,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable
 
-from dsnotebook.perf.hardware import HardwareProfile, detect_gpu
+from dsnotebook.perf.hardware import HardwareProfile
 from dsnotebook.advisor.context import AdviceContext
 from dsnotebook.advisor.rules_data import data_loader_bound
 from dsnotebook.advisor.rules_distributed import ddp_communication
@@ -22,6 +22,7 @@ from dsnotebook.advisor.rules_launch import compile_launch_bound, fused_optimize
 from dsnotebook.advisor.rules_memory import batch_headroom, gradient_checkpointing
 from dsnotebook.advisor.rules_precision import channels_last, mixed_precision, tf32
 from dsnotebook.advisor.rules_training import dead_units, exploding_vanishing, update_ratio
+from dsnotebook.advisor.settings import TuningProfile, detect_gpu
 from dsnotebook.advisor.suggestion import Suggestion
 from dsnotebook.advisor.variants import Variant
 from dsnotebook.advisor.verify import Progress, TrainingState, VerifyResult, verify_variant
@@ -37,14 +38,14 @@ __all__ = ["advise", "Suggestion", "Variant", "VerifyResult", "TrainingState", "
            "suggestions_of", "verify_by_id", "set_step_function", "hardware_of"]
 
 
-def hardware_of(run: Any) -> HardwareProfile:
-    """The hardware profile recorded with the run, else this machine's."""
+def hardware_of(run: Any) -> TuningProfile:
+    """The hardware profile recorded with the run, else this machine's (either offers its settings)."""
     d = run.meta.get("hardware_profile")
     if d:
         d = dict(d)
         d["compute_capability"] = tuple(d["compute_capability"]) if d.get("compute_capability") else None
         try:
-            return HardwareProfile(**d)
+            return TuningProfile(**d)
         except TypeError:
             pass
     return detect_gpu()

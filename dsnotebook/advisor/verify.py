@@ -12,8 +12,9 @@ Protocol (``verify_variant``):
    a device synchronisation on CUDA.  Speed-up = median over pairs of
    (baseline / variant) x ``work_scale``; spread = its interquartile range.
 4. Each arm is measured in its steady state, alone.  With ``data``, every block opens a
-   fresh iterator of the arm's loader (the same batches in both arms, from the restored
-   RNG) and closes it at the end of the block, workers and prefetch threads included:
+   fresh iterator of the arm's loader (a DataLoader with workers: a fresh copy, so its
+   workers start with the block; the same batches in both arms, from the restored RNG)
+   and closes it at the end of the block, workers and prefetch threads included:
    nothing one arm loads in the background can land in the other arm's timed block.  The
    clock runs from the arrival of the block's first batch (pipeline start-up excluded) to
    the arrival of the batch after its last step, and an arm with ``k`` loader workers
