@@ -21,9 +21,9 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-import numpy as np
 import traitlets
 
+from dsnotebook.core.jsonsafe import to_json
 from dsnotebook.core.modules import LOSS
 from dsnotebook.widgets.esm import load_esm
 from dsnotebook.widgets.series import SeriesWidget
@@ -53,28 +53,14 @@ def node_of_event_module(module: str | None) -> str:
     return f"{m.group(1)}#{int(m.group(2)) - 1}" if m else f"{module}#0"
 
 
-def _plain(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    if v is None or isinstance(v, (str, int, float, bool)):
-        return v
-    return str(v)
-
-
 def slim_graph(graph: dict[str, Any] | None) -> dict[str, Any]:
     """The fields the panel draws, as plain JSON (names stay text: the browser never parses them)."""
     if not graph:
         return {"nodes": [], "edges": [], "model": "", "message": None}
-    nodes = [{k: _plain(n.get(k)) for k in _NODE_KEYS} for n in graph.get("nodes", [])]
+    nodes = [{k: to_json(n.get(k)) for k in _NODE_KEYS} for n in graph.get("nodes", [])]
     for n in nodes:
         n["id"], n["label"], n["name"] = str(n["id"]), str(n["label"] or ""), str(n["name"] or "")
-    edges = [{k: _plain(e.get(k)) for k in _EDGE_KEYS} for e in graph.get("edges", [])]
+    edges = [{k: to_json(e.get(k)) for k in _EDGE_KEYS} for e in graph.get("edges", [])]
     return {"nodes": nodes, "edges": edges, "model": str(graph.get("model") or ""),
             "message": graph.get("message")}
 
