@@ -41,9 +41,10 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from dsnotebook.perf import comm as profile_comm
-from dsnotebook.core.hooks import HookSet, flatten_tensors, in_recompute
-from dsnotebook.core.modules import eager_module, is_compiled, named_modules
+from dsnotebook.core.hooks import HookSet, flatten_tensors, hook_modules, in_recompute
+from dsnotebook.core.modules import eager_module, is_compiled
 from dsnotebook.core.clock import Clock as _Clock
+from dsnotebook.perf.hardware import tf32_enabled
 from dsnotebook.perf.memory import SavedTensorMeter, device_rows, static_rows
 from dsnotebook.perf.steps import OptimizerCall, StepMarks, phase_rows
 from dsnotebook.core.probe import Probe, ProbeContext, StepBatch
@@ -221,13 +222,7 @@ class TimingProbe(Probe):
         if self._meter is None:
             self._meter = SavedTensorMeter(model)
         self._meter.reset()
-        for name, mod in named_modules(eager_module(model)):
-            name = name or "(root)"
-            self._hooks.add(mod.register_forward_pre_hook(self._mod_pre(name)))
-            try:
-                self._hooks.add(mod.register_forward_hook(self._mod_post(name), always_call=True))
-            except TypeError:  # pragma: no cover
-                self._hooks.add(mod.register_forward_hook(self._mod_post(name)))
+        hook_modules(eager_module(model), self._mod_pre, self._mod_post, self._hooks)
 
     def _root_enter(self, module: nn.Module, args: Any) -> None:
         if self._cur is not None and not in_recompute():
@@ -266,8 +261,8 @@ class TimingProbe(Probe):
             convs = [p for p in model.parameters() if p.dim() == 4]
             self.run.meta["settings"] = {
                 "device": dev, "autocast": amp_dtype, "compiled": self.compiled,
-                "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-                "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+                "tf32_matmul": tf32_enabled("matmul"),
+                "tf32_cudnn": tf32_enabled("conv"),
                 "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
                 "channels_last": bool(convs) and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs),
                 "param_dtypes": sorted({str(p.dtype).replace("torch.", "") for p in model.parameters()}),
@@ -303,31 +298,29 @@ class TimingProbe(Probe):
                 torch.autograd.Variable._execution_engine.queue_callback(done)
         return hook
 
-    def _mod_pre(self, name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any) -> None:
-            cur = self._cur
-            if cur is None or in_recompute():
-                return
-            ins = _grad_tensors(args)
-            self._open[name].append((self._clock.mark(), ins))
-            if self._meter is not None:
-                self._meter.push(name)
-        return hook
+    def _mod_pre(self, name: str, module: nn.Module, args: Any, kwargs: Any) -> None:
+        cur = self._cur
+        if cur is None or in_recompute():
+            return
+        name = name or "(root)"
+        ins = _grad_tensors(args)
+        self._open[name].append((self._clock.mark(), ins))
+        if self._meter is not None:
+            self._meter.push(name)
 
-    def _mod_post(self, name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            cur = self._cur
-            if cur is None or in_recompute() or not self._open.get(name):
-                return
-            start, ins = self._open[name].pop()
-            cur.fwd[name].append((start, self._clock.mark()))
-            if self._meter is not None:
-                self._meter.pop(name)
-            try:
-                self._track_backward(cur, name, module, ins, output)
-            except Exception as exc:
-                self._warn(exc)
-        return hook
+    def _mod_post(self, name: str, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        cur = self._cur
+        name = name or "(root)"
+        if cur is None or in_recompute() or not self._open.get(name):
+            return
+        start, ins = self._open[name].pop()
+        cur.fwd[name].append((start, self._clock.mark()))
+        if self._meter is not None:
+            self._meter.pop(name)
+        try:
+            self._track_backward(cur, name, module, ins, output)
+        except Exception as exc:
+            self._warn(exc)
 
     def _track_backward(self, cur: StepMarks, name: str, module: nn.Module, ins: list[torch.Tensor], output: Any) -> None:
         # One plain tensor hook at each end (register_multi_grad_hook costs ~35 us per call): the

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from dsnotebook.core.hooks import HookSet, in_recompute
-from dsnotebook.core.modules import eager_module, is_compiled, named_modules
+from dsnotebook.core.hooks import HookSet, hook_modules, in_recompute
+from dsnotebook.core.modules import eager_module, is_compiled
 
 PREFIX = "module::"
 
@@ -59,28 +59,24 @@ class ProfileWindow:
             on_trace_ready=self._ready)
         self.prof.__enter__()
         if not is_compiled(model):
-            for name, mod in named_modules(eager_module(model)):
-                self._hooks.add(mod.register_forward_pre_hook(self._pre(name or "(root)")))
-                self._hooks.add(mod.register_forward_hook(self._post(name or "(root)"), always_call=True))
+            hook_modules(eager_module(model), self._pre, self._post, self._hooks)
         hook = lambda *_: self.step()  # noqa: E731
         self._opt_handle = (optimizer.register_step_post_hook(hook) if optimizer is not None
                             else register_optimizer_step_post_hook(hook))
 
     # -- module ranges --------------------------------------------------------------------
-    def _pre(self, name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any) -> None:
-            if self.done or in_recompute():
-                return
-            rf = torch.profiler.record_function(PREFIX + name)
-            rf.__enter__()
-            self._open[name].append(rf)
-        return hook
+    def _pre(self, name: str, module: nn.Module, args: Any, kwargs: Any) -> None:
+        if self.done or in_recompute():
+            return
+        name = name or "(root)"
+        rf = torch.profiler.record_function(PREFIX + name)
+        rf.__enter__()
+        self._open[name].append(rf)
 
-    def _post(self, name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            if self._open.get(name):
-                self._open[name].pop().__exit__(None, None, None)
-        return hook
+    def _post(self, name: str, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        name = name or "(root)"
+        if self._open.get(name):
+            self._open[name].pop().__exit__(None, None, None)
 
     # -- schedule -------------------------------------------------------------------------
     def step(self) -> None:

@@ -54,11 +54,11 @@ class SlowStep(torch.optim.Optimizer):
 def test_hook_installation_and_settings_probe_are_charged_to_the_tracer_not_to_data(monkeypatch):
     """A loop that loads nothing shows no data time, even when installing the per-step hooks and
     the first step's settings probe are slow; that time is dsnotebook's ("tracer")."""
-    walk = timing.named_modules
+    install = timing.hook_modules
 
-    def slow_walk(model):
+    def slow_install(*args, **kwargs):
         time.sleep(DELAY)
-        return walk(model)
+        return install(*args, **kwargs)
 
     note = timing.TimingProbe._note_settings
 
@@ -66,7 +66,7 @@ def test_hook_installation_and_settings_probe_are_charged_to_the_tracer_not_to_d
         time.sleep(DELAY)
         return note(self, model)
 
-    monkeypatch.setattr(timing, "named_modules", slow_walk)
+    monkeypatch.setattr(timing, "hook_modules", slow_install)
     monkeypatch.setattr(timing.TimingProbe, "_note_settings", slow_note)
     model = many_modules()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
