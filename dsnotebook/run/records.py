@@ -22,8 +22,12 @@ RECORD_COLUMNS: dict[str, list[str]] = {
     "profile": ["module", "phase", "cpu_s", "device_s", "ops", "top_ops"],
     "suggestions": ["id", "rule", "title", "category", "severity", "evidence", "gain", "snippet", "verify_hint",
                     "can_verify", "status", "result"],
+    # @dsnotebook.trace calls (dsnotebook.calls): kind function/span/module/op; times in seconds, start_s from the
+    # step's first call; inputs/outputs: lists of {shape, dtype, device[, stats]}; error: "Type: message" or None
+    "calls": ["step", "call", "parent", "name", "kind", "level", "depth", "thread", "start_s", "wall_s", "device_s",
+              "inputs", "outputs", "error"],
 }
-PER_STEP = ("timings", "memory")
+PER_STEP = ("timings", "memory", "calls")
 
 
 class RecordTables:
