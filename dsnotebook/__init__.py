@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsnotebook.run.store import Run
+from dsnotebook.run.store import Run, set_report_writer
 from dsnotebook.trace.tracer import ModelTracer
 
 __version__ = "0.1.0"
-__all__ = ["ModelTracer", "Run", "detect_gpu", "load_ipython_extension", "__version__"]
+__all__ = ["ModelTracer", "Run", "detect_gpu", "report", "load_ipython_extension", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,6 +20,20 @@ def __getattr__(name: str) -> Any:
 
         return detect_gpu
     raise AttributeError(f"module 'dsnotebook' has no attribute {name!r}")
+
+
+def report(run: Any, path: Any, **options: Any) -> Any:
+    """Write the standalone HTML report (bokeh, resources inline) of a Run or a tracer to ``path``;
+    ``run.report(path)`` and ``tracer.report(path)`` call this. Returns the file's path."""
+    from dsnotebook.views.report import write_report
+
+    if hasattr(run, "flush") and hasattr(run, "run"):  # a tracer: let in-flight copies land first
+        run.flush(wait=True)
+        run = run.run
+    return write_report(run, path, **options)
+
+
+set_report_writer(report)  # Run.report -> the views layer, without the Run importing a view
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -28,6 +28,15 @@ __all__ = ["Run", "ACT_FIELDS", "GRAD_FIELDS", "UPDATE_FIELDS", "TABLES", "GRAPH
            "derive_grad_fields", "derive_update_fields"]
 
 Listener = Callable[[str, list[int]], None]
+ReportWriter = Callable[..., pathlib.Path]
+_report_writer: ReportWriter | None = None
+
+
+def set_report_writer(writer: ReportWriter) -> None:
+    """Plug in what :meth:`Run.report` calls. The HTML report is a view (dsnotebook.views.report)
+    and the Run never imports a view: the package's front door (dsnotebook/__init__.py) wires it."""
+    global _report_writer
+    _report_writer = writer
 
 
 class Run:
@@ -265,6 +274,13 @@ class Run:
         run._act_index = {m["module"]: i for i, m in enumerate(run.act_modules)}
         run.records.load(head.get("records"))
         return run
+
+    def report(self, path: str | os.PathLike[str], **options: Any) -> pathlib.Path:
+        """Write the standalone HTML report of this run (bokeh, resources inline) to ``path``;
+        ``options`` go to :func:`dsnotebook.views.report.write_report`."""
+        if _report_writer is None:
+            raise RuntimeError("no report writer is registered (import dsnotebook registers it)")
+        return _report_writer(self, path, **options)
 
     def __repr__(self) -> str:
         order = self._table.order

@@ -64,6 +64,14 @@ class TracerResults:
         """The widget of the latest live view (the magic's dashboard), or None."""
         return self.views[-1].widget if self.views else None
 
+    def report(self, path: Any, **options: Any) -> Any:
+        """Write the standalone HTML report of this tracer's Run (bokeh, resources inline) to ``path``,
+        after in-flight copies land; ``options`` go to ``dsnotebook.views.report.write_report``."""
+        from dsnotebook.views.report import write_report
+
+        self.flush(wait=True)
+        return write_report(self.run, path, **options)
+
     def summary(self) -> str:
         """A readable text summary of the Run (what terminals and scripts show)."""
         from dsnotebook.views.text import text_summary
