@@ -23,9 +23,10 @@ RECORD_COLUMNS: dict[str, list[str]] = {
     "suggestions": ["id", "rule", "title", "category", "severity", "evidence", "gain", "snippet", "verify_hint",
                     "can_verify", "status", "result"],
     # @dsnotebook.trace calls (dsnotebook.calls): kind function/span/module/op; times in seconds, start_s from the
-    # step's first call; inputs/outputs: lists of {shape, dtype, device[, stats]}; error: "Type: message" or None
+    # tracer's attach; inputs/outputs: lists of {name, shape, dtype, device[, statistics]}; error: "Type: message" or
+    # None; overhead_s: the measured cost of tracing that was subtracted from wall_s
     "calls": ["step", "call", "parent", "name", "kind", "level", "depth", "thread", "start_s", "wall_s", "device_s",
-              "inputs", "outputs", "error"],
+              "inputs", "outputs", "error", "overhead_s"],
 }
 PER_STEP = ("timings", "memory", "calls")
 
