@@ -27,8 +27,13 @@ RECORD_COLUMNS: dict[str, list[str]] = {
     # None; overhead_s: the measured cost of tracing that was subtracted from wall_s
     "calls": ["step", "call", "parent", "name", "kind", "level", "depth", "thread", "start_s", "wall_s", "device_s",
               "inputs", "outputs", "error", "overhead_s"],
+    # torch.distributed (dsnotebook.distributed), on rank 0: each rank's sampled step phases (PHASES, "step",
+    # "fwd_compute", "bwd_compute": leaf-module time inside the passes), and each rank's own gradient sums per
+    # recorded step (one row per step and rank; per-tensor numpy arrays, aligned with tensor_id)
+    "rank_phases": ["step", "rank", "phase", "seconds"],
+    "rank_grads": ["step", "rank", "tensor_id", "numel", "sum", "sumsq", "absmax", "nonfinite", "zeros", "contributes"],
 }
-PER_STEP = ("timings", "memory", "calls")
+PER_STEP = ("timings", "memory", "calls", "rank_phases", "rank_grads")
 
 
 class RecordTables:
