@@ -9,9 +9,10 @@ from typing import Any
 
 from dsnotebook.run.store import Run, set_report_writer
 from dsnotebook.trace.tracer import ModelTracer
+from dsnotebook import compress  # callable: dsnotebook.compress(model, methods, example_inputs, ...)
 
 __version__ = "0.1.0"
-__all__ = ["ModelTracer", "Run", "detect_gpu", "report", "load_ipython_extension", "__version__"]
+__all__ = ["ModelTracer", "Run", "compress", "detect_gpu", "report", "load_ipython_extension", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -34,6 +35,16 @@ def report(run: Any, path: Any, **options: Any) -> Any:
 
 
 set_report_writer(report)  # Run.report -> the views layer, without the Run importing a view
+
+
+def _compression_widget(result: Any, on_choose: Any = None) -> Any:
+    from dsnotebook.views.compress_view import compression_widget
+
+    return compression_widget(result, on_choose=on_choose)
+
+
+# compress sits below trace and views: the distilled student is traced by ModelTracer, result.widget() is a view
+compress.configure(tracer=ModelTracer, widget=_compression_widget)
 
 
 def load_ipython_extension(ipython: Any) -> None:
