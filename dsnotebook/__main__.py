@@ -1,4 +1,5 @@
-"""``python -m dsnotebook demo``: train the digits CNN under the tracer, print, save the Run."""
+"""``python -m dsnotebook demo``: train the digits CNN under the tracer, print, save the Run.
+``python -m dsnotebook report RUN_DIR -o run.html``: the standalone HTML report of a run directory."""
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,34 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--epochs", type=int, default=5)
     d.add_argument("--every", type=int, default=1)
     d.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/demo"))
+    r = sub.add_parser("report", help="write the standalone HTML report of a run directory")
+    r.add_argument("run_dir", type=pathlib.Path, help="a run directory (Run.save, or a tracer's log_dir)")
+    r.add_argument("-o", "--output", type=pathlib.Path, default=None,
+                   help="the HTML file to write (default: RUN_DIR.html beside the directory)")
+    r.add_argument("--title", default=None)
     args = ap.parse_args(argv)
     if args.command == "demo":
         demo(args.epochs, args.out, args.every)
+    elif args.command == "report":
+        return report(args.run_dir, args.output, args.title)
+    return 0
+
+
+def report(run_dir: pathlib.Path, output: pathlib.Path | None, title: str | None) -> int:
+    """``python -m dsnotebook report RUN_DIR -o run.html``: one self-contained HTML file."""
+    from dsnotebook import Run
+    from dsnotebook.views.report import write_report
+
+    try:
+        run = Run.open(run_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"dsnotebook report: cannot open {run_dir} as a run directory: {exc}", file=sys.stderr)
+        return 2
+    out = output if output is not None else run_dir.resolve().with_suffix(".html")
+    t0 = time.perf_counter()
+    path = write_report(run, out, title=title)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {time.perf_counter() - t0:.1f} s): "
+          f"{len(run.tensors)} tensors, {len(run.steps)} steps")
     return 0
 
 
