@@ -2,15 +2,19 @@
 
 Order matters (see :mod:`dsnotebook.core.probe`): gradient statistics first (the
 non-finite probe listens for them), the timing probe last so its clocks bracket only the
-user's work.
+user's work.  Under torch.distributed (initialised, more than one rank) the rank statistics
+probe takes the place of the gradient and update probes: it computes the same statistics of
+each rank's local tensors and gathers them to rank 0 as whole-job statistics.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+from dsnotebook.calls.probe import CallsProbe
 from dsnotebook.core.probe import Probe
 from dsnotebook.dataflow.episodes import MODES as NONFINITE_MODES
 from dsnotebook.dataflow.probes import ActivationProbe, GraphProbe, NonFiniteProbe
+from dsnotebook.distributed import RankStatsProbe, world
 from dsnotebook.kernels.choice import BACKENDS
 from dsnotebook.params.gradients import GradStatsProbe
 from dsnotebook.params.updates import UpdateStatsProbe
@@ -38,15 +42,24 @@ def validate_options(*, every: object, backend: object, activations_every: objec
 
 def default_probes(*, every: int, track_updates: bool, capture_graph: bool, activations_every: int | None,
                    nonfinite: str, profile_every: int | None, extra: Sequence[Probe] = ()) -> list[Probe]:
-    probes: list[Probe] = [GradStatsProbe(every)]
-    if track_updates:
-        probes.append(UpdateStatsProbe(every))
+    ranks = [p for p in extra if isinstance(p, RankStatsProbe)]
+    job = world()
+    if ranks or (job is not None and job.size > 1):
+        rank_probe = ranks[0] if ranks else RankStatsProbe()
+        rank_probe.configure(every=every, track_updates=track_updates)
+        probes: list[Probe] = [rank_probe]
+        extra = [p for p in extra if p is not rank_probe]
+    else:
+        probes = [GradStatsProbe(every)]
+        if track_updates:
+            probes.append(UpdateStatsProbe(every))
     if capture_graph:
         probes.append(GraphProbe())
     if activations_every is not None:
         probes.append(ActivationProbe(activations_every))
     if nonfinite != "off":
         probes.append(NonFiniteProbe(nonfinite))
+    probes.append(CallsProbe())  # @dsnotebook.trace calls made while attached (idle without them)
     for p in extra:
         if not isinstance(p, Probe):
             raise TypeError(f"probes must be dsnotebook.core.probe.Probe instances, got {type(p).__qualname__}")
