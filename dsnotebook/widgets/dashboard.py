@@ -13,6 +13,9 @@ works between two browser windows and from Python:
 * ``heatmap.hover_step`` (while the pointer is over a cell, debounced) else
   ``heatmap.selected_step`` -> ``graph.step`` (the graph shows the latest column at or
   before that step; -1 = follow the latest).
+* the flame view of traced functions (a "functions" tab once a traced call ran): its
+  ``selected_module`` is linked like the others (a module box selects its graph node), and
+  ``heatmap.selected_step`` -> ``flame.step`` (its "step" view shows that step).
 """
 from __future__ import annotations
 
@@ -26,23 +29,29 @@ __all__ = ["Dashboard"]
 
 class Dashboard(ipywidgets.VBox):
     def __init__(self, heatmap: Any, graph: Any = None, perf: Any = None, suggestions: Any = None,
-                 text_fallback: Callable[[], str] | None = None, **kwargs: Any) -> None:
+                 text_fallback: Callable[[], str] | None = None, flame: Any = None, **kwargs: Any) -> None:
         self.heatmap, self.graph, self.perf, self.suggestions = heatmap, graph, perf, suggestions
+        self.flame = flame
         self.text_fallback = text_fallback
         self.tabs = ipywidgets.Tab()
         self.links: list[Any] = []
         super().__init__(children=[heatmap], **kwargs)
         self.add_class("dsn-dashboard")
-        for other in (graph, perf):
+        for other in (graph, perf, flame):
             if other is not None:
                 self.links.append(traitlets.link((heatmap, "selected_module"), (other, "selected_module")))
         if graph is not None:
             heatmap.observe(self._follow_step, ["hover_step", "selected_step"])
+        if flame is not None:
+            heatmap.observe(self._flame_step, ["selected_step"])
         self.refresh()
 
     def _follow_step(self, _change: Any = None) -> None:
         h = getattr(self.heatmap, "hover_step", -1)
         self.graph.step = h if h >= 0 else self.heatmap.selected_step
+
+    def _flame_step(self, _change: Any = None) -> None:
+        self.flame.step = self.heatmap.selected_step
 
     def panels(self) -> list[tuple[str, Any]]:
         out = []
@@ -52,6 +61,8 @@ class Dashboard(ipywidgets.VBox):
             out.append(("performance", self.perf))
         if self.suggestions is not None and self.suggestions.suggestions:
             out.append((f"suggestions ({len(self.suggestions.suggestions)})", self.suggestions))
+        if self.flame is not None and self.flame.has_data:
+            out.append(("functions", self.flame))
         return out
 
     def refresh(self, show_graph: bool | None = None) -> None:
