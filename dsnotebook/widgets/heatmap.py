@@ -54,6 +54,8 @@ class HeatmapWidget(SeriesWidget):
     #: step of the cell clicked (-1 = none); settable from Python (outlines those rows)
     selected_module = traitlets.Unicode("").tag(sync=True)
     selected_step = traitlets.Int(-1).tag(sync=True)
+    #: name of the tensor (row) clicked last ("" = none): the dashboard's histogram follows it
+    selected_tensor = traitlets.Unicode("").tag(sync=True)
     #: the step under the pointer (debounced; -1 = none), for panels that follow it
     hover_step = traitlets.Int(-1).tag(sync=True)
 

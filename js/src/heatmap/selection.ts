@@ -60,14 +60,14 @@ export function placeSelection(
   }
 }
 
-/** Calls `select(module, step)` on a click (not a drag) on a row; step -1 when the click was
- * left of the cells. Returns the cleanup. */
+/** Calls `select(module, step, tensor)` on a click (not a drag) on a row (tensor: the row's
+ * name); step -1 when the click was left of the cells. Returns the cleanup. */
 export function attachClickSelect(
   canvas: HTMLCanvasElement,
   geometry: () => Geometry | null,
   rows: () => RowInfo[],
   store: SeriesStore,
-  select: (module: string, step: number) => void,
+  select: (module: string, step: number, tensor: string) => void,
 ): () => void {
   let from: { x: number; y: number } | null = null;
   const onDown = (ev: MouseEvent) => {
@@ -84,7 +84,7 @@ export function attachClickSelect(
     const row = rows()[Math.floor((y - g.y0) / g.cellH)];
     if (!row) return;
     const cell = x >= g.x0 ? cellAt(g, x, y, store.nRows, store.nCols) : null;
-    select(row.module, cell ? store.steps[cell.c0] : -1);
+    select(row.module, cell ? store.steps[cell.c0] : -1, row.name);
   };
   canvas.addEventListener("mousedown", onDown);
   canvas.addEventListener("click", onClick);

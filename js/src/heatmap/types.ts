@@ -19,5 +19,6 @@ export interface Model extends SeriesModel {
   mark_color: number[];
   selected_module?: string;
   selected_step?: number;
+  selected_tensor?: string;
   hover_step?: number;
 }

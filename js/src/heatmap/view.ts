@@ -220,8 +220,9 @@ export function createRender(store: SeriesStore): Render<Model> {
       schedule();
     };
     const onSelection = () => syncSelection(true);
-    const detachClick = attachClickSelect(canvas, () => geom, rows, store, (module, step) => {
+    const detachClick = attachClickSelect(canvas, () => geom, rows, store, (module, step, tensor) => {
       model.set("selected_module", module);
+      model.set("selected_tensor", tensor);
       if (step >= 0) model.set("selected_step", step);
       model.save_changes();
     });
