@@ -16,6 +16,8 @@ works between two browser windows and from Python:
 * the flame view of traced functions (a "functions" tab once a traced call ran): its
   ``selected_module`` is linked like the others (a module box selects its graph node), and
   ``heatmap.selected_step`` -> ``flame.step`` (its "step" view shows that step).
+* ``heatmap.selected_tensor`` <-> ``histogram.tensor``: a click on a heatmap row shows that
+  tensor's log2|g| histogram over steps under the heatmap; its close button ("") hides it.
 """
 from __future__ import annotations
 
@@ -29,9 +31,11 @@ __all__ = ["Dashboard"]
 
 class Dashboard(ipywidgets.VBox):
     def __init__(self, heatmap: Any, graph: Any = None, perf: Any = None, suggestions: Any = None,
-                 text_fallback: Callable[[], str] | None = None, flame: Any = None, **kwargs: Any) -> None:
+                 text_fallback: Callable[[], str] | None = None, flame: Any = None, histogram: Any = None,
+                 **kwargs: Any) -> None:
         self.heatmap, self.graph, self.perf, self.suggestions = heatmap, graph, perf, suggestions
         self.flame = flame
+        self.histogram = histogram
         self.text_fallback = text_fallback
         self.tabs = ipywidgets.Tab()
         self.links: list[Any] = []
@@ -44,6 +48,9 @@ class Dashboard(ipywidgets.VBox):
             heatmap.observe(self._follow_step, ["hover_step", "selected_step"])
         if flame is not None:
             heatmap.observe(self._flame_step, ["selected_step"])
+        if histogram is not None:
+            self.links.append(traitlets.link((heatmap, "selected_tensor"), (histogram, "tensor")))
+            histogram.observe(lambda _change: self.refresh(), ["tensor"])
         self.refresh()
 
     def _follow_step(self, _change: Any = None) -> None:
@@ -77,7 +84,8 @@ class Dashboard(ipywidgets.VBox):
                 self.tabs.selected_index = 0
         if tuple(self.tabs.titles) != titles:
             self.tabs.titles = titles
-        want = (self.heatmap, self.tabs) if kids else (self.heatmap,)
+        top = (self.heatmap, self.histogram) if self.histogram is not None and self.histogram.tensor else (self.heatmap,)
+        want = top + (self.tabs,) if kids else top
         if tuple(self.children) != want:
             self.children = want
 
