@@ -84,7 +84,8 @@ class Dashboard(ipywidgets.VBox):
                 self.tabs.selected_index = 0
         if tuple(self.tabs.titles) != titles:
             self.tabs.titles = titles
-        top = (self.heatmap, self.histogram) if self.histogram is not None and self.histogram.tensor else (self.heatmap,)
+        shown = self.histogram is not None and self.histogram.tensor
+        top = (self.heatmap, self.histogram) if shown else (self.heatmap,)
         want = top + (self.tabs,) if kids else top
         if tuple(self.children) != want:
             self.children = want
