@@ -36,7 +36,8 @@ ROW_HOVER = """const r = Math.floor(value); const d = rows.data;
 return (r >= 0 && r < d.name.length) ? d.name[r] + (d.detail[r] ? "  " + d.detail[r] : "") : "";"""
 VALUE_HOVER = """if (value === null || value === undefined || value !== value) return "no data";
 if (value === Infinity) return "inf"; if (value === -Infinity) return "-inf";
-return Math.abs(value) >= 1e5 || (value !== 0 && Math.abs(value) < 1e-3) ? value.toExponential(4) : String(Number(value.toPrecision(5)));"""
+const a = Math.abs(value);
+return a >= 1e5 || (a !== 0 && a < 1e-3) ? value.toExponential(4) : String(Number(value.toPrecision(5)));"""
 
 
 def columns_source(cols: Columns) -> ColumnDataSource:
