@@ -9,10 +9,11 @@ from typing import Any
 
 from dsnotebook.run.store import Run, set_report_writer
 from dsnotebook.trace.tracer import ModelTracer
+from dsnotebook import trace  # callable: @dsnotebook.trace(level=...), dsnotebook.trace.span(...), .calls()
 from dsnotebook import compress  # callable: dsnotebook.compress(model, methods, example_inputs, ...)
 
 __version__ = "0.1.0"
-__all__ = ["ModelTracer", "Run", "compress", "detect_gpu", "report", "load_ipython_extension", "__version__"]
+__all__ = ["ModelTracer", "Run", "compress", "trace", "detect_gpu", "report", "load_ipython_extension", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,9 @@ adds the other panels, driven by the Run's listener kinds:
 * "event": the events list (first non-finite module highlighted in the graph);
 * "timings"/"memory": the performance panel (aggregated, at most once a second);
 * "suggestions": the cards; also after the cell ended, so ``_trace.advise()`` in a later
-  cell fills the panel, and its verify buttons run ``advisor.verify_by_id``.
+  cell fills the panel, and its verify buttons run ``advisor.verify_by_id``;
+* "calls": the flame view of ``@dsnotebook.trace`` functions (its own feeder,
+  :class:`~dsnotebook.views.flame_view.FlameView`); its tab appears with the first call.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dsnotebook.views import perf_summary
+from dsnotebook.views.flame_view import FlameView
 from dsnotebook.views.live_heatmap import LiveHeatmap
 from dsnotebook.run import ACT_FIELDS, Run
 from dsnotebook.views.text import text_summary
@@ -52,8 +55,9 @@ class LiveDashboard:
         self.graph = GraphWidget(run.graph, stats=self.stats) if graph else None
         self.perf = PerfWidget()
         self.suggestions = SuggestionsWidget(run.records.tables["suggestions"], on_verify=self._verify)
+        self.flame = FlameView(run)
         self.widget = Dashboard(self.heat.widget, self.graph, self.perf, self.suggestions,
-                                text_fallback=lambda: text_summary(run))
+                                text_fallback=lambda: text_summary(run), flame=self.flame.widget)
         self._last_sent = -1
         self._sent: list[int] = []
         self._last_push = 0.0
@@ -164,6 +168,10 @@ class LiveDashboard:
         elif kind == "append":
             if now - self._last_push >= self.min_interval:
                 self.push(complete_only=True)
+        elif kind == "calls":
+            if not self.flame.widget.has_data:
+                self.flame.refresh()
+                self.widget.refresh()
         elif kind in ("timings", "memory"):
             self._perf_dirty = True
         if self._perf_dirty and now - self._last_perf >= self.perf_interval:
@@ -213,6 +221,7 @@ class LiveDashboard:
             self.graph.set_events(self.run.events)
             self.graph.status = status
         self.push_perf()
+        self.flame.close(status)
         self.suggestions.set_suggestions(self.run.records.tables["suggestions"])
         has_graph = bool(self.run.graph and self.run.graph.get("nodes"))
         self.widget.refresh(show_graph=has_graph)
