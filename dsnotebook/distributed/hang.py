@@ -49,13 +49,22 @@ def is_collective_failure(exc: BaseException | None) -> bool:
     return isinstance(exc, (RuntimeError, TimeoutError, ConnectionError)) and any(m in text for m in _MARKERS)
 
 
+#: where a step's phases come in a step, to tell which rank is behind within the same step
+PHASE_ORDER = ("dsnotebook statistics gather", "data loading", "forward", "backward", "optimizer")
+
+
+def _progress(state: dict[str, Any]) -> tuple[int, int]:
+    phase = state.get("phase")
+    return (state.get("step") if state.get("step") is not None else -1,
+            PHASE_ORDER.index(phase) if phase in PHASE_ORDER else -1)
+
+
 def describe_hang(reason: str, me: int, size: int, states: dict[int, dict[str, Any] | None],
                   now: float | None = None) -> str:
     """The report: ``states[r]`` is rank r's last heartbeat (step, phase, since, heard, status) or None."""
     now = time.time() if now is None else now
     known = {r: s for r, s in states.items() if s}
-    steps = [s["step"] for s in known.values() if s.get("step") is not None]
-    front = max(steps) if steps else None
+    front = max((_progress(s) for s in known.values()), default=None)
     lines = [f"dsnotebook: {reason} on rank {me} of {size}. Last phase each rank reached:"]
     behind = []
     for r in range(size):
@@ -74,7 +83,7 @@ def describe_hang(reason: str, me: int, size: int, states: dict[int, dict[str, A
         status = s.get("status") or "running"
         if status != "running":
             where += f" - {status}"
-        if status.startswith("raised") or (front is not None and s.get("step") is not None and s["step"] < front):
+        if status.startswith("raised") or (front is not None and _progress(s) < front):
             behind.append(r)
         lines.append(f"  rank {r}: {where}")
     if behind:
@@ -126,8 +135,8 @@ class Heartbeat:
                 {"step": self.step, "phase": self.phase, "since": self.since, "heard": time.time(),
                  "status": self.status, "pid": os.getpid()}))
             self._written = state
-        except Exception:  # the store's host is gone: nothing left to tell
-            pass
+        except Exception:  # the store's host is gone: nothing left to tell, and torch logs every failed try
+            self.store = None
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -78,7 +78,8 @@ class RankStatsProbe(Probe):
         self.collector: Collector | None = None
         self.merger: Merger | None = None
         self.beat: Heartbeat | None = None
-        self.hang_report: str | None = None
+        self.hang_report: str | None = None  # the latest report (every one: ``reports``)
+        self.reports: list[str] = []
         self._hooks: list[Any] = []
 
     def configure(self, every: int, track_updates: bool) -> None:
@@ -109,7 +110,8 @@ class RankStatsProbe(Probe):
         self._phases: dict[int, np.ndarray] = {}
         self._snaps: dict[int, tuple[int, list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]]]] = {}
         self._closing = self._final_done = self._broken = False
-        self._next = (ctx.step() // self.gather_every + 1) * self.gather_every
+        self._step = ctx.step()
+        self._next = (self._step // self.gather_every + 1) * self.gather_every
         self.collector = Collector(layout, rank, size, self.timeout)
         self.merger = Merger(ctx.run, size, self._n) if rank == 0 else None
         self._unsubscribe = ctx.run.subscribe(self._on_run)
@@ -119,7 +121,7 @@ class RankStatsProbe(Probe):
                            model.register_forward_hook(self._forward_ends, always_call=True)]
         self.beat = Heartbeat(_default_store(size), f"dsnotebook/{next(_GENERATION)}", rank, size,
                               self.heartbeat, self.hang_after, self._on_hang).start()
-        self.beat.mark(ctx.step(), "data loading")
+        self.beat.mark(self._step, "data loading")
         mode = "fsdp2" if sharded.all() else ("ddp" if not sharded.any() else "mixed")
         ctx.run.meta["ranks"] = {**self.world.to_dict(), "gather_every": self.gather_every, "mode": mode,
                                  "sharded_tensors": int(sharded.sum()), "whole_job": _WHOLE_JOB[mode]}
@@ -146,12 +148,13 @@ class RankStatsProbe(Probe):
 
     # -- the step clock ---------------------------------------------------------------------
     def _forward_starts(self, module: Any, args: Any) -> None:
-        self.beat.mark(self.ctx.step(), "forward")
+        self.beat.mark(self._step, "forward")
 
     def _forward_ends(self, module: Any, args: Any, output: Any) -> None:
-        self.beat.mark(self.ctx.step(), "backward")
+        self.beat.mark(self._step, "backward")
 
     def before_forward(self, step: int) -> None:
+        self._step = step  # the tracer's own counter moves on only at the next optimizer call
         self.beat.mark(step, "data loading")
         if step >= self._next and not self._broken:
             self._next = (step // self.gather_every + 1) * self.gather_every
@@ -259,7 +262,7 @@ class RankStatsProbe(Probe):
             return
         self._final_done = True
         try:
-            self._collect(self.ctx.step(), final=True)
+            self._collect(self._step, final=True)
         finally:
             self._close("detached")
 
@@ -267,10 +270,10 @@ class RankStatsProbe(Probe):
         """An exception leaves the traced block (or a gather failed): tell the others, wait for nothing."""
         self._final_done = True
         if exc is not None:
-            self.beat.write(f"raised {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
-            if is_collective_failure(exc) and self.hang_report is None:
-                self._report(f"a collective failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-                             self.ctx.step())
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            if is_collective_failure(exc):  # the report first: this rank is the one that saw it fail
+                self._report(f"a collective failed ({type(exc).__name__}: {first[:200]})", self._step)
+            self.beat.write(f"raised {type(exc).__name__}: {first[:160]}")
         self._close(None)
 
     def _close(self, status: str | None) -> None:
@@ -283,10 +286,12 @@ class RankStatsProbe(Probe):
     def _on_hang(self, report: str) -> None:
         """From the heartbeat thread: print now (the process may be killed), record at detach."""
         self.hang_report = report
+        self.reports.append(report)
         print(report, file=sys.stderr, flush=True)
 
     def _report(self, reason: str, step: int) -> None:
         report = self.hang_report = self.beat.report(reason)
+        self.reports.append(report)
         print(report, file=sys.stderr, flush=True)
         self.ctx.run.add_event(step, "warning", None, report)
         warnings.warn(report.splitlines()[0], RuntimeWarning, stacklevel=2)
