@@ -20,8 +20,13 @@ class TracerResults:
         raise NotImplementedError
 
     def to_dataframe(self, table: str = "grads") -> pd.DataFrame:
-        """A pandas DataFrame of one recorded table (``run.to_dataframe``), after in-flight copies land."""
+        """A pandas DataFrame of one recorded table (``run.to_dataframe``), after in-flight copies land.
+        ``"rank_grads"`` (distributed runs) is long format: one row per step, rank and tensor."""
         self.flush(wait=True)
+        if table == "rank_grads":
+            from dsnotebook.distributed import rank_grads
+
+            return rank_grads(self.run)
         return self.run.to_dataframe(table)
 
     def profile_window(self, active: int = 3, wait: int = 1, warmup: int = 1, trace_path: str | None = None) -> Any:
