@@ -57,7 +57,8 @@ def reduce_max(matrix: np.ndarray, cols: Columns) -> np.ndarray:
 
 def reduce_sum(matrix: np.ndarray, cols: Columns) -> np.ndarray:
     """[rows, steps] -> float64 [rows, columns]: per window the sum (NaN counts as 0)."""
-    m = np.nan_to_num(np.asarray(matrix, dtype=np.float64), nan=0.0)
+    m = np.asarray(matrix, dtype=np.float64)
+    m = np.where(np.isnan(m), 0.0, m)
     if not cols.n:
         return np.zeros((m.shape[0], 0))
     return np.add.reduceat(m, cols.bounds[:-1], axis=1)

@@ -19,7 +19,7 @@ from bokeh.plotting import figure
 
 from dsnotebook.stats.reference import HIST_EXP_MIN
 from dsnotebook.views.histograms import step_histograms
-from dsnotebook.views.report.columns import MIN_COLUMNS, representatives, windows
+from dsnotebook.views.report.columns import representatives, windows
 from dsnotebook.views.report.markup import heading, note
 from dsnotebook.views.report.matrix import MARK_COLOR, PALETTE
 
@@ -27,6 +27,7 @@ __all__ = ["histogram_section", "histogram_data"]
 
 TRANSPARENT = (0, 0, 0, 0)
 EXP0 = HIST_EXP_MIN - 1  # y of bin b is its exponent floor(log2|g|) = b + EXP0
+MIN_HIST_COLUMNS = 4  # thousands of tensors: few columns rather than a file over budget
 
 # Cuts tensor t's block out of the flat counts and shows it (also used for the first view).
 SHOW = """
@@ -68,11 +69,11 @@ return d.count[c] > 1 ? `${d.step[c]} (one of steps ${d.first[c]}-${d.last[c]})`
 
 def histogram_data(run: Any, steps: list[int], hist_columns: int, budget_bytes: int | None = None) -> dict[str, Any]:
     """Every tensor's histograms at the chosen steps: the flat cropped counts and what cuts them.
-    With ``budget_bytes``, fewer columns when the counts would not fit (at least MIN_COLUMNS)."""
+    With ``budget_bytes``, fewer columns when the counts would not fit (at least MIN_HIST_COLUMNS)."""
     data = _histogram_data(run, steps, hist_columns)
     nbytes = 4 * int(data["nbins"].sum()) * data["H"]
-    if budget_bytes is not None and nbytes > budget_bytes and data["H"] > MIN_COLUMNS:
-        data = _histogram_data(run, steps, max(MIN_COLUMNS, int(data["H"] * budget_bytes / nbytes)))
+    if budget_bytes is not None and nbytes > budget_bytes and data["H"] > MIN_HIST_COLUMNS:
+        data = _histogram_data(run, steps, max(MIN_HIST_COLUMNS, int(data["H"] * budget_bytes / nbytes)))
     return data
 
 

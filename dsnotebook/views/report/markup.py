@@ -1,8 +1,9 @@
 """The report's text blocks (bokeh ``Div``): every name and value escaped, never HTML.
 
 A ``Div`` renders its ``text`` as HTML, so nothing from a run (module names, event details,
-suggestion snippets, metadata) goes in without :func:`esc`. Numbers are formatted here
-once, so every section writes them the same way.
+suggestion snippets, metadata) goes in without :func:`esc`; and TeX is off (``disable_math``):
+a name holding ``$$...$$`` would otherwise be typeset by MathJax, which BokehJS fetches from a
+CDN. Numbers are formatted here once, so every section writes them the same way.
 """
 from __future__ import annotations
 
@@ -64,15 +65,16 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequen
 
 def heading(text: str, level: int = 2) -> Div:
     return Div(text=f"<h{level} style='font-family:system-ui,sans-serif;margin:18px 0 4px'>{esc(text)}</h{level}>",
-               sizing_mode="stretch_width")
+               sizing_mode="stretch_width", disable_math=True)
 
 
 def note(text: str) -> Div:
     """A line of plain text (escaped) under a heading."""
     return Div(text=f'<p style="font:12px system-ui,sans-serif;color:#555;margin:0 0 6px">{esc(text)}</p>',
-               sizing_mode="stretch_width")
+               sizing_mode="stretch_width", disable_math=True)
 
 
 def div(markup: str, css_class: str = "") -> Div:
     """A Div of markup built with :func:`esc`/:func:`table` (never raw run text)."""
-    return Div(text=STYLE + markup, sizing_mode="stretch_width", css_classes=[css_class] if css_class else [])
+    return Div(text=STYLE + markup, sizing_mode="stretch_width", css_classes=[css_class] if css_class else [],
+               disable_math=True)
