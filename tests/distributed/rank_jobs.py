@@ -116,12 +116,14 @@ def fsdp_job(rank: int, world: int, steps: int = 3, slow_rank: int | None = None
 
     from dsnotebook import ModelTracer
     from dsnotebook.distributed import RankStatsProbe
+    from dsnotebook.perf.comm import time_fsdp
     from dsnotebook.stats.reference import TorchStatsBackend
 
     model = mlp()
     fully_shard(model.l1)
     fully_shard(model.l2)
     fully_shard(model)
+    timer = time_fsdp(model)  # FSDP2's collectives, timed: the comm phase
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     ref, backend, before = {}, TorchStatsBackend(), {}
 
@@ -141,7 +143,7 @@ def fsdp_job(rank: int, world: int, steps: int = 3, slow_rank: int | None = None
                      probes=[RankStatsProbe(gather_every)]) as tr:
         _train(model, opt, rank, world, steps, False, slow_rank, slow_s)
     out = {"hooks": (tr.hook_count, tr.module_hook_count), "meta": tr.run.meta.get("ranks"),
-           "local_numel": [p.to_local().numel() for p in model.parameters()]}
+           "local_numel": [p.to_local().numel() for p in model.parameters()], "comm_calls": timer.buckets}
     if rank == 0:
         out.update(_rank0_tables(tr), reference=ref, numel=[t["numel"] for t in tr.run.tensors],
                    update_rows=tr.run.updates_at(0))

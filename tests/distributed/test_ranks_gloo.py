@@ -81,6 +81,9 @@ def test_fsdp2_four_ranks_whole_job_statistics_are_exact(tmp_path):
     np.testing.assert_allclose(np.sqrt(sq.to_numpy()), whole, rtol=1e-12)
     assert r0["straggler"] == 2, r0["scores"]
     assert all(r["hooks"] == (0, 0) for r in res)
+    # FSDP2's collectives timed (time_fsdp): 2 all-gathers forward, 2 backward (resharded), 2 reduce-scatters
+    assert all(r["comm_calls"] == 6 * steps for r in res)
+    assert (r0["table"]["comm"] > 0).all()
 
 
 @pytest.mark.parametrize("mode", ["raise", "stall"])
