@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import sys
 import warnings
 from typing import Any, Callable, Iterable
 
@@ -31,7 +33,7 @@ NAN = math.nan
 def compress(model: nn.Module, methods: str | Method | Iterable[str | Method], example_inputs: Any,
              eval_fn: Callable[[nn.Module], float] | None = None, data: Any = None, *, metric: str = "metric",
              higher_is_better: bool = True, tolerance: float = 0.01, rounds: int = 5, block_s: float = 0.02,
-             sensitivity: bool = True, max_layers: int = 64, errors: str = "warn", seed: int = 0) -> CompressionResult:
+             threads: int | None = None, sensitivity: bool = True, max_layers: int = 64, errors: str = "warn", seed: int = 0) -> CompressionResult:
     """Compress ``model`` with each of ``methods`` and measure every result against the original.
 
     ``methods``: names (``"dynamic_int8"``, ``"int8_weight_only"``, ``"magnitude_prune"``,
@@ -40,7 +42,8 @@ def compress(model: nn.Module, methods: str | Method | Iterable[str | Method], e
     positional arguments, a batch of N (latency is measured at batch 1 and batch N, output deviation
     on all of it).  ``eval_fn(model) -> float``: your metric (``metric`` names it); a drop of more
     than ``tolerance`` warns.  ``data``: batches for distillation.  ``rounds`` x ``block_s``: the
-    latency budget per model and batch size.  ``errors="raise"`` stops at the first failing method
+    latency budget per model and batch size; ``threads``: torch's CPU threads while timing (default:
+    as set; 1 gives steadier numbers on a busy shared machine).  ``errors="raise"`` stops at the first failing method
     (default: its row says why and a warning is shown).
     """
     _check_model(model)
@@ -50,6 +53,9 @@ def compress(model: nn.Module, methods: str | Method | Iterable[str | Method], e
         raise TypeError(f"eval_fn must be a function eval_fn(model) -> number, got {type(eval_fn).__name__}")
     if errors not in ("warn", "raise"):
         raise ValueError(f"errors must be 'warn' or 'raise', got {errors!r}")
+    taken = {c.replace("METRIC", "") for c in COLUMNS} | {"notes", "value", "nonzero"}
+    if not metric or metric in taken or f"{metric}_delta" in COLUMNS:
+        raise ValueError(f"metric={metric!r} names a column of the table already; call it something else")
     needs = [m.name for m in todo if m.needs_data]
     if needs and data is None:
         raise ValueError(f"{', '.join(needs)} train(s) a model: pass data= (batches of inputs or (inputs, labels))")
@@ -60,11 +66,22 @@ def compress(model: nn.Module, methods: str | Method | Iterable[str | Method], e
         warnings.filterwarnings("ignore", message=r".*(torch\.ao\.quantization|quantize_per_tensor).*deprecated")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao")
         torch.manual_seed(seed)
-        result = _run(model, todo, args, eval_fn, data, device, metric, higher_is_better, tolerance, rounds, block_s,
+        timing = dict(rounds=rounds, block_s=block_s, threads=threads, device=device)
+        result = _run(model, todo, args, eval_fn, data, device, metric, higher_is_better, tolerance, timing,
                       sensitivity, max_layers, errors, found)
     for w in found:
-        warnings.warn(w, CompressionWarning, stacklevel=2)
+        warnings.warn(w, CompressionWarning, stacklevel=_caller_level())
     return result
+
+
+def _caller_level() -> int:
+    """``stacklevel`` of the first frame outside this package (``dsnotebook.compress(...)`` goes
+    through the package's ``__call__``), so a warning names the user's line."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    f, level = sys._getframe(1), 1
+    while f is not None and os.path.dirname(os.path.abspath(f.f_code.co_filename)) == here:
+        f, level = f.f_back, level + 1
+    return level
 
 
 def _check_model(model: Any) -> None:
@@ -95,7 +112,7 @@ def _copy(model: nn.Module) -> nn.Module:
 
 
 def _run(model: nn.Module, todo: list[Method], args: tuple[Any, ...], eval_fn: Any, data: Any, device: torch.device,
-         metric: str, higher_is_better: bool, tolerance: float, rounds: int, block_s: float, sensitivity: bool,
+         metric: str, higher_is_better: bool, tolerance: float, timing: dict[str, Any], sensitivity: bool,
          max_layers: int, errors: str, found: list[str]) -> CompressionResult:
     reference = _copy(model).eval()
     try:
@@ -123,9 +140,8 @@ def _run(model: nn.Module, todo: list[Method], args: tuple[Any, ...], eval_fn: A
         except Exception as exc:
             if errors == "raise":
                 raise
-            rows[m.name] = _empty(f"error: {type(exc).__name__}: {exc}")
+            rows[m.name] = _empty(f"error: {type(exc).__name__}: {exc}")  # warned about with the table's rows
             notes[m.name] = [f"failed: {type(exc).__name__}: {exc}"]
-            found.append(f"{m.name} failed: {type(exc).__name__}: {exc}")
             continue
         models[m.name] = cm
         notes[m.name] = out.notes
@@ -134,8 +150,8 @@ def _run(model: nn.Module, todo: list[Method], args: tuple[Any, ...], eval_fn: A
         rows[m.name] = _measure(cm, out.backend, "ok", dev, value, out.info)
     n = batch_size(args)
     timed = {"original": reference, **models}
-    t1 = interleaved_latency(timed, batch_of(args, 1), rounds=rounds, block_s=block_s, device=device)
-    tn = interleaved_latency(timed, args, rounds=rounds, block_s=block_s, device=device) if n > 1 else t1
+    t1 = interleaved_latency(timed, batch_of(args, 1), **timing)
+    tn = interleaved_latency(timed, args, **timing) if n > 1 else t1
     sens_rows: list[dict[str, Any]] = []
     if sensitivity:
         per_layer = [m for m in todo if m.name in models and m.per_layer]
@@ -207,7 +223,8 @@ def _worse(r: Any, metric: str, higher_is_better: bool, tolerance: float, n: int
     if r["status"] != "ok":
         return [] if str(r["status"]).startswith("skipped") else [("error", str(r["status"]))]
     out = []
-    if r["size_ratio"] > 1.01:
+    base_bytes = r["size_bytes"] / r["size_ratio"]
+    if r["size_bytes"] - base_bytes > max(1024, 0.01 * base_bytes):  # the zip container's padding moves by bytes
         out.append(("size", f"bigger than the original ({r['size_ratio']:.2f}x the serialized bytes)"))
     for b, label in (("b1", "batch 1"), ("bN", f"batch {n}")):
         if r[f"verdict_{b}"] == "slower" and not (b == "bN" and n == 1):
