@@ -13,7 +13,9 @@ adds the other panels, driven by the Run's listener kinds:
 * "suggestions": the cards; also after the cell ended, so ``_trace.advise()`` in a later
   cell fills the panel, and its verify buttons run ``advisor.verify_by_id``;
 * "calls": the flame view of ``@dsnotebook.trace`` functions (its own feeder,
-  :class:`~dsnotebook.views.flame_view.FlameView`); its tab appears with the first call.
+  :class:`~dsnotebook.views.flame_view.FlameView`); its tab appears with the first call;
+* a click on a heatmap row: that tensor's histogram over steps under the heatmap (its own
+  feeder, :class:`~dsnotebook.views.live_histogram.LiveHistogram`, live while training runs).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import numpy as np
 
 from dsnotebook.views import perf_summary
 from dsnotebook.views.flame_view import FlameView
+from dsnotebook.views.live_histogram import LiveHistogram
 from dsnotebook.views.live_heatmap import LiveHeatmap
 from dsnotebook.run import ACT_FIELDS, Run
 from dsnotebook.views.text import text_summary
@@ -56,8 +59,10 @@ class LiveDashboard:
         self.perf = PerfWidget()
         self.suggestions = SuggestionsWidget(run.records.tables["suggestions"], on_verify=self._verify)
         self.flame = FlameView(run)
+        self.histogram = LiveHistogram(run)
         self.widget = Dashboard(self.heat.widget, self.graph, self.perf, self.suggestions,
-                                text_fallback=lambda: text_summary(run), flame=self.flame.widget)
+                                text_fallback=lambda: text_summary(run), flame=self.flame.widget,
+                                histogram=self.histogram.widget)
         self._last_sent = -1
         self._sent: list[int] = []
         self._last_push = 0.0
@@ -210,6 +215,7 @@ class LiveDashboard:
     def close(self, status: str = "finished") -> None:
         """Send everything, stop listening to training data (suggestions/events still update)."""
         self.heat.close(status)  # drains the tracer's copies first
+        self.histogram.close()
         self._closed = True
         if self.graph is not None:
             if self.run.graph is not None and not self.graph.graph.get("nodes") and self.run.graph.get("nodes"):
