@@ -21,6 +21,7 @@ from dsnotebook.advisor.rules_distributed import ddp_communication
 from dsnotebook.advisor.rules_launch import compile_launch_bound, fused_optimizer
 from dsnotebook.advisor.rules_memory import batch_headroom, gradient_checkpointing
 from dsnotebook.advisor.rules_precision import channels_last, mixed_precision, tf32
+from dsnotebook.advisor.rules_ranks import straggler_rank, uneven_work
 from dsnotebook.advisor.rules_training import dead_units, exploding_vanishing, update_ratio
 from dsnotebook.advisor.settings import TuningProfile, detect_gpu
 from dsnotebook.advisor.suggestion import Suggestion
@@ -30,7 +31,7 @@ from dsnotebook.advisor.verify import Progress, TrainingState, VerifyResult, ver
 Rule = Callable[[Any, HardwareProfile, AdviceContext], "Suggestion | None"]
 RULES: list[Rule] = [data_loader_bound, mixed_precision, tf32, channels_last, compile_launch_bound,
                      gradient_checkpointing, batch_headroom, fused_optimizer, exploding_vanishing, update_ratio,
-                     dead_units, ddp_communication]
+                     dead_units, ddp_communication, straggler_rank, uneven_work]
 
 _BOOKS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
 
