@@ -1,4 +1,5 @@
-"""The run directory: a Run written by a notebook or a script, opened in the same views.
+"""Format version 2 of a saved run, still read by ``Run.open`` (``Run.save`` now writes version 3,
+see :mod:`dsnotebook.run.rundir_format`).
 
 Two files: ``run.json`` (metadata, tensors, events, graph, record tables, as strict JSON:
 numpy scalars become numbers, non-finite numbers read back as None) and ``stats.npz`` (the
@@ -15,28 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from dsnotebook.core.jsonsafe import to_json
 
 FORMAT = 2
 HEAD, STATS = "run.json", "stats.npz"
-
-
-def write_run_dir(directory: str | os.PathLike[str], head: dict[str, Any],
-                  arrays: dict[str, np.ndarray]) -> pathlib.Path:
-    """Write ``head`` (records, made JSON-safe by :func:`~dsnotebook.core.jsonsafe.to_json`) and
-    ``arrays`` into ``directory`` (created if missing)."""
-    d = pathlib.Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    # Strict JSON (numpy scalars as numbers, NaN/inf as null) that any tool can read back.
-    text = json.dumps(to_json({"format": FORMAT, **head}), indent=1, allow_nan=False)
-    tmp = d / (HEAD + ".tmp")
-    tmp.write_text(text)
-    tmp_npz = d / (STATS + ".tmp")
-    with open(tmp_npz, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp_npz, d / STATS)
-    os.replace(tmp, d / HEAD)
-    return d
 
 
 def read_run_dir(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -33,6 +33,7 @@ RECORD_COLUMNS: dict[str, list[str]] = {
     "rank_phases": ["step", "rank", "phase", "seconds"],
     "rank_grads": ["step", "rank", "tensor_id", "numel", "sum", "sumsq", "absmax", "nonfinite", "zeros", "contributes"],
 }
+REPLACED = ("suggestions", "profile")  # rows replaced by id / as a whole, not appended
 PER_STEP = ("timings", "memory", "calls", "rank_phases", "rank_grads")
 
 
@@ -43,6 +44,7 @@ class RecordTables:
         self.keep = keep
         self.tables: dict[str, list[dict[str, Any]]] = {k: [] for k in RECORD_COLUMNS}
         self._steps: dict[str, list[int]] = {}  # distinct steps per per-step table, ascending
+        self.appended: dict[str, int] = {k: 0 for k in RECORD_COLUMNS}  # rows ever appended (writers' cursors)
 
     def add(self, table: str, rows: Iterable[dict[str, Any]]) -> list[int]:
         """Append rows; returns the steps they belong to (for listeners)."""
@@ -63,6 +65,7 @@ class RecordTables:
             dest[:] = rows
             return []
         dest.extend(rows)
+        self.appended[table] = self.appended.get(table, 0) + len(rows)
         steps = sorted({r["step"] for r in rows if r.get("step") is not None})
         known = self._steps.setdefault(table, [])
         for st in steps:
@@ -73,6 +76,17 @@ class RecordTables:
             known[:] = [st for st in known if st >= cut]
             dest[:] = [r for r in dest if r.get("step") is None or r["step"] >= cut]
         return steps
+
+    def rows_since(self, table: str, cursor: int) -> tuple[list[dict[str, Any]], int]:
+        """Rows of an appending table added after ``cursor`` (a count of :attr:`appended`), and the new
+        cursor; the keyed tables (suggestions, profile) are returned whole.  Trimming removes only
+        old rows, so new rows are at the end of the list."""
+        dest = self.tables[table]
+        if table in REPLACED:
+            return list(dest), cursor
+        total = self.appended.get(table, 0)
+        new = total - cursor
+        return (list(dest[-new:]) if new > 0 else []), total
 
     def frame(self, table: str) -> pd.DataFrame:
         return pd.DataFrame(self.tables[table], columns=RECORD_COLUMNS[table])

@@ -50,6 +50,24 @@ class StepRecord:
 ARRAYS = tuple(StepRecord._EMPTY)  # field names, in file order
 
 
+def records_to_arrays(steps: list[int], ordinals: list[int], recs: list[StepRecord]) -> dict[str, np.ndarray]:
+    """Records of some steps as flat arrays: every field concatenated over the steps, with per-step
+    lengths (``<name>_len``), plus ``steps`` and ``ordinals`` (the layout of files and writers)."""
+    out = {"steps": np.array(steps, dtype=np.int64), "ordinals": np.array(ordinals, dtype=np.int64)}
+    for name in ARRAYS:
+        parts = [getattr(r, name) for r in recs]
+        if parts:
+            dtypes = {p.dtype for p in parts if len(p)}
+            if len(dtypes) > 1:  # e.g. uint32 and int64 histograms: the wider one
+                dt = np.result_type(*dtypes)
+                parts = [p.astype(dt) for p in parts]
+            out[name] = np.concatenate([p for p in parts if len(p)] or parts[:1])
+        else:
+            out[name] = StepRecord._EMPTY[name].copy()
+        out[name + "_len"] = np.array([len(p) for p in parts], dtype=np.int64)
+    return out
+
+
 class StepTable:
     """Step -> StepRecord for the retained steps, in ascending order, at most ``keep`` of them."""
 
@@ -68,17 +86,23 @@ class StepTable:
     def get(self, step: int) -> StepRecord | None:
         return self.records.get(step)
 
-    def record(self, step: int) -> tuple[StepRecord, list[int]]:
-        """The record of ``step`` (created if new) and the steps thinned away to make room."""
+    def record(self, step: int, ordinal: int | None = None) -> tuple[StepRecord, list[int]]:
+        """The record of ``step`` (created if new) and the steps thinned away to make room.
+
+        ``ordinal`` (index among all recorded steps) is given when steps are replayed from a run
+        directory, so that the thinning retains exactly the steps the writer's Run retained."""
         rec = self.records.get(step)
         if rec is not None:
             return rec, []
         if self.order and step < self.order[-1]:
             raise ValueError(f"step {step} arrives after step {self.order[-1]}: steps must not go back")
+        o = self.recorded if ordinal is None else int(ordinal)
+        if o < self.recorded:
+            raise ValueError(f"step {step} has ordinal {o} < {self.recorded}: ordinals must not go back")
         rec = self.records[step] = StepRecord()
         self.order.append(step)
-        self.ordinal[step] = self.recorded
-        self.recorded += 1
+        self.ordinal[step] = o
+        self.recorded = o + 1
         return rec, self._thin()
 
     def _thin(self) -> list[int]:
@@ -111,13 +135,28 @@ class StepTable:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Every record's arrays concatenated, with per-step lengths (``<name>_len``)."""
-        out = {"steps": np.array(self.order, dtype=np.int64),
-               "ordinals": np.array([self.ordinal[s] for s in self.order], dtype=np.int64)}
-        for name in ARRAYS:
-            parts = [getattr(self.records[s], name) for s in self.order]
-            out[name] = np.concatenate(parts) if parts else StepRecord._EMPTY[name].copy()
-            out[name + "_len"] = np.array([len(p) for p in parts], dtype=np.int64)
-        return out
+        return records_to_arrays(self.order, [self.ordinal[s] for s in self.order],
+                                 [self.records[s] for s in self.order])
+
+    def extend(self, arrays: dict[str, np.ndarray]) -> tuple[list[int], list[int]]:
+        """Append the complete steps of :func:`records_to_arrays` output, thinning as if they had been
+        recorded here one by one; returns (steps appended and still retained, steps thinned away)."""
+        steps, ordinals = arrays["steps"].tolist(), arrays["ordinals"].tolist()
+        offsets = {n: np.concatenate([[0], np.cumsum(arrays[n + "_len"])]).tolist()
+                   for n in ARRAYS if n + "_len" in arrays}
+        dropped: list[int] = []
+        for i, (s, o) in enumerate(zip(steps, ordinals)):
+            known = s in self.records
+            rec, gone = self.record(s, None if known else o)
+            dropped.extend(gone)
+            for n, off in offsets.items():
+                part = arrays[n][off[i]:off[i + 1]]
+                if known and len(getattr(rec, n)):  # the same step again: rows add up (a second optimizer)
+                    part = np.concatenate([getattr(rec, n), part.astype(getattr(rec, n).dtype)])
+                if len(part) or known:
+                    setattr(rec, n, part)
+        gone_set = set(dropped)
+        return [s for s in steps if s not in gone_set and s in self.records], sorted(gone_set)
 
     @classmethod
     def from_arrays(cls, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> "StepTable":

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import os
 import pathlib
+import uuid
 from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
 from dsnotebook.run.fields import ACT_FIELDS, GRAD_FIELDS, UPDATE_FIELDS, derive_grad_fields, derive_update_fields
-from dsnotebook.run.files import read_run_dir, write_run_dir
+from dsnotebook.run.files import read_run_dir
 from dsnotebook.run.frames import GRAPH_EDGE_COLUMNS, GRAPH_NODE_COLUMNS, TABLES, to_dataframe
 from dsnotebook.run.records import RecordTables
 from dsnotebook.run.rows import ActivationRows, GradRows, StatRows, UpdateRows, frozen
-from dsnotebook.run.steps import StepRecord, StepTable
+from dsnotebook.run.steps import StepRecord, StepTable  # noqa: F401 - StepRecord in signatures
 from dsnotebook.stats.reference import COL_NONFINITE, HIST_BINS, HIST_OFFSET, UPDATE_COLS
 
 __all__ = ["Run", "ACT_FIELDS", "GRAD_FIELDS", "UPDATE_FIELDS", "TABLES", "GRAPH_NODE_COLUMNS", "GRAPH_EDGE_COLUMNS",
@@ -73,6 +74,8 @@ class Run:
         self._numel: np.ndarray | None = None
         self._hist_dtype: type = np.uint32
         self.records = RecordTables(self.keep)  # timings, memory, profile, suggestions (dsnotebook.run.records)
+        self.run_id = uuid.uuid4().hex[:16]  # names this run in the run directories it is written to
+        self.source: dict[str, Any] | None = None  # where Run.open read it: path, state, segments
 
     # -- construction -------------------------------------------------------------------
     @property
@@ -256,23 +259,76 @@ class Run:
         return to_dataframe(self, table)
 
     # -- files --------------------------------------------------------------------------
+    def step_record(self, step: int) -> tuple[int, StepRecord] | None:
+        """(ordinal, record) of a retained step, for writers (:mod:`dsnotebook.run.writer`): the record's
+        arrays are replaced, never written in place, so a reference taken now stays valid."""
+        rec = self._table.get(step)
+        return None if rec is None else (self._table.ordinal[step], rec)
+
+    def state_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The thinning state and every retained step as flat arrays (what a snapshot writes)."""
+        return self._table.state(), self._table.to_arrays()
+
+    def restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray], *, events: list[dict[str, Any]],
+                graph: dict[str, Any] | None, act_modules: list[dict[str, Any]],
+                records: dict[str, list[dict[str, Any]]] | None) -> None:
+        """Replace everything recorded with a saved state (:meth:`open`, a run directory's first segment)."""
+        self._table = StepTable.from_arrays(state, arrays)
+        self.keep = self._table.keep
+        self.events = list(events)
+        self.graph = graph
+        self.act_modules = []
+        self._act_index = {}
+        self.extend_act_modules(act_modules, start=0)
+        self.records = RecordTables(self.keep)
+        self.records.load(records)
+
+    def extend_act_modules(self, modules: list[dict[str, Any]], start: int) -> None:
+        """Modules with activation rows, numbered from ``start`` (read from a run directory)."""
+        if start != len(self.act_modules):
+            raise ValueError(f"activation modules continue at {start}, but {len(self.act_modules)} are known")
+        for m in modules:
+            self._act_index[m["module"]] = len(self.act_modules)
+            self.act_modules.append({"module": m["module"], "type": m.get("type", "")})
+
+    def append_steps(self, arrays: dict[str, np.ndarray]) -> list[int]:
+        """Append complete steps read from a run directory (thinned exactly as the writer's Run was);
+        listeners hear "drop" and then "append" once for the whole block.  Returns the appended steps."""
+        self.numel  # noqa: B018 - cached numel for readers
+        appended, dropped = self._table.extend(arrays)
+        if dropped:
+            self._notify("drop", dropped)
+        if appended:
+            self._notify("append", appended)
+        return appended
+
     def save(self, directory: str | os.PathLike[str]) -> pathlib.Path:
-        """Write the run to a directory (JSON for tables of records, NPZ for numbers)."""
-        head = {**self._table.state(), "tensors": self.tensors, "meta": self.meta, "events": self.events,
-                "graph": self.graph, "act_modules": self.act_modules, "records": self.records.to_json()}
-        return write_run_dir(directory, head, self._table.to_arrays())
+        """Write the run to a run directory (``docs/run-format.md``): the retained steps in one segment.
+        Saving again to the same place replaces that save; a directory being written, holding a
+        training log, or holding other files is a clear error."""
+        from dsnotebook.run.writer import save_snapshot
+
+        return save_snapshot(self, directory)
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str]) -> "Run":
-        """Read a run written by :meth:`save` (by a notebook or a script)."""
-        head, arrays = read_run_dir(directory)
+    def open(cls, directory: str | os.PathLike[str], keep: int | None = None) -> Any:
+        """Read a run directory (a save, or a log that a script is writing or that crashed: every
+        committed segment); ``keep``: steps retained in memory (default: what the writer kept).
+        A folder of run directories gives a :class:`~dsnotebook.run.runs.RunSet` listing them."""
+        from dsnotebook.run.reader import open_run_dir
+        from dsnotebook.run.rundir_format import MANIFEST
+        from dsnotebook.run.runs import RunSet, is_run_dir
+
+        d = pathlib.Path(directory)
+        if (d / MANIFEST).is_file() or not (d / "run.json").is_file():
+            if d.is_dir() and not (d / MANIFEST).is_file() and any(p.is_dir() and is_run_dir(p) for p in d.iterdir()):
+                return RunSet(d, keep=keep)
+            return open_run_dir(d, keep=keep)
+        head, arrays = read_run_dir(d)  # format version 2: run.json + stats.npz
         run = cls(head["tensors"], head["meta"], keep=head["keep"])
-        run._table = StepTable.from_arrays(head, arrays)
-        run.events = head["events"]
-        run.graph = head.get("graph")
-        run.act_modules = head.get("act_modules", [])
-        run._act_index = {m["module"]: i for i, m in enumerate(run.act_modules)}
-        run.records.load(head.get("records"))
+        run.restore(head, arrays, events=head["events"], graph=head.get("graph"),
+                    act_modules=head.get("act_modules", []), records=head.get("records"))
+        run.source = {"path": str(d), "state": "finished", "segments": 0}
         return run
 
     def report(self, path: str | os.PathLike[str], **options: Any) -> pathlib.Path:

@@ -8,6 +8,7 @@ each rank's local tensors and gathers them to rank 0 as whole-job statistics.
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 from dsnotebook.calls.probe import CallsProbe
@@ -19,6 +20,7 @@ from dsnotebook.kernels.choice import BACKENDS
 from dsnotebook.params.gradients import GradStatsProbe
 from dsnotebook.params.updates import UpdateStatsProbe
 from dsnotebook.perf.timing import TimingProbe
+from dsnotebook.run.writer_probe import RunDirProbe
 
 
 def _positive(name: str, value: object, optional: bool = False) -> None:
@@ -41,7 +43,8 @@ def validate_options(*, every: object, backend: object, activations_every: objec
 
 
 def default_probes(*, every: int, track_updates: bool, capture_graph: bool, activations_every: int | None,
-                   nonfinite: str, profile_every: int | None, extra: Sequence[Probe] = ()) -> list[Probe]:
+                   nonfinite: str, profile_every: int | None, extra: Sequence[Probe] = (),
+                   log_dir: str | os.PathLike[str] | None = None) -> list[Probe]:
     ranks = [p for p in extra if isinstance(p, RankStatsProbe)]
     job = world()
     if ranks or (job is not None and job.size > 1):
@@ -66,4 +69,6 @@ def default_probes(*, every: int, track_updates: bool, capture_graph: bool, acti
         probes.append(p)
     if profile_every is not None:
         probes.append(TimingProbe(profile_every))
+    if log_dir is not None and (job is None or job.rank == 0):  # rank 0 holds the whole job's statistics
+        probes.append(RunDirProbe(log_dir))  # last: its flush writes after every other probe's
     return probes

@@ -10,6 +10,7 @@ CUDA), whose callbacks write to the :class:`~dsnotebook.run.Run`.
 """
 from __future__ import annotations
 
+import os
 import warnings
 import weakref
 from typing import Any, Sequence
@@ -40,7 +41,9 @@ class ModelTracer(TracerResults):
     dead units every N steps; ``nonfinite`` ("cheap", "strict", "off") localises the first
     module that produced a NaN/Inf and records it as an event; ``profile_every=N`` records
     per-layer times, step phases and memory every N steps.  ``probes`` adds your own
-    :class:`~dsnotebook.core.probe.Probe` objects.
+    :class:`~dsnotebook.core.probe.Probe` objects.  ``log_dir`` streams the Run to a run
+    directory while training (``Run.open`` / ``dsnotebook.follow`` read it, also from another
+    process); it must be new or empty, and one writer holds it at a time.
 
     >>> with ModelTracer(model, optimizer) as tracer:
     ...     train()
@@ -50,7 +53,8 @@ class ModelTracer(TracerResults):
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
                  *, every: int = 1, keep: int = 1000, backend: str = "auto", track_updates: bool = True,
                  activations_every: int | None = None, nonfinite: str = "cheap", capture_graph: bool = True,
-                 profile_every: int | None = None, probes: Sequence[Probe] = ()) -> None:
+                 profile_every: int | None = None, probes: Sequence[Probe] = (),
+                 log_dir: str | os.PathLike[str] | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"ModelTracer needs a torch.nn.Module, got {type(model).__module__}."
                             f"{type(model).__qualname__}: {model!r:.80}")
@@ -78,7 +82,8 @@ class ModelTracer(TracerResults):
         self._backends: dict[torch.device, Any] = {}
         self.probes: list[Probe] = default_probes(every=every, track_updates=track_updates,
                                                    capture_graph=capture_graph, activations_every=activations_every,
-                                                   nonfinite=nonfinite, profile_every=profile_every, extra=probes)
+                                                   nonfinite=nonfinite, profile_every=profile_every, extra=probes,
+                                                   log_dir=log_dir)
         self._ctx = ProbeContext(model=self._model_ref, run=self.run, params=params, optimizers=self._live_optimizers,
                                  backend=self._backend, stats=self._stats, submit=self._copier.submit,
                                  warn=self._warn_internal, step=lambda: self.step_count)

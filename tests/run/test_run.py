@@ -1,5 +1,4 @@
-"""The Run on its own: thinning, bounded memory, save/open, per-step readers, derived fields."""
-import json
+"""The Run on its own: thinning, bounded memory, per-step readers, derived fields (files: test_rundir_*)."""
 import tracemalloc
 
 import numpy as np
@@ -9,8 +8,7 @@ import torch
 from dsnotebook import Run as FrontDoorRun
 from dsnotebook.run import ACT_FIELDS, GRAD_FIELDS, UPDATE_FIELDS, ActivationRows, Run
 from dsnotebook.run.fields import derive_grad_fields, derive_update_fields
-from dsnotebook.run.frames import TABLES
-from dsnotebook.stats.reference import (COL_NONFINITE, GRAD_COLS, HIST_BINS, HIST_OFFSET, UPDATE_COLS,
+from dsnotebook.stats.reference import (GRAD_COLS, HIST_BINS, HIST_OFFSET, UPDATE_COLS,
                                         TorchStatsBackend)
 
 TENSORS = [{"tensor_id": i, "name": f"l{i}.weight", "module": f"l{i}", "tensor": "weight", "shape": [n],
@@ -246,102 +244,3 @@ def test_unknown_statistic_and_table_are_clear_errors():
         run.matrix("nrom")
     with pytest.raises(KeyError, match="unknown table"):
         run.to_dataframe("grad")
-
-
-# -- save / open -------------------------------------------------------------------------------
-def _full_run() -> Run:
-    run = Run(TENSORS, meta={"command": "%%deepseek_trace", "model": {"params": 18}}, keep=8)
-    rng = np.random.default_rng(2)
-    for s in range(0, 40, 2):
-        raws = np.stack([_grad_raw(rng.normal(size=n)) for n in (4, 6, 8)])
-        raws[1, COL_NONFINITE] = s % 3
-        run.add_grads(s, [0, 1], raws[:2])
-        run.add_grads(s, [2], raws[2:])  # a second optimizer
-        run.add_updates(s, [0, 1, 2], rng.random((3, UPDATE_COLS)))
-        if s % 4 == 0:
-            run.add_activations(s, [_act_row("l0", 0, s, dead=[s % 8]), _act_row("l1", 0, s + 1)])
-        run.add_records("timings", [{"step": s, "module": "l0", "phase": "fwd", "seconds": 0.001 * s, "calls": 1}])
-        run.add_records("memory", [{"step": s, "module": "l0", "kind": "activations", "bytes": 64 * s}])
-    run.add_event(12, "nonfinite", "l1", "2 non-finite <values>")
-    run.add_event(None, "warning", None, "no step")
-    run.set_graph({"nodes": [{"id": "n0", "kind": "module", "label": "l0", "name": "l0", "type": "Linear",
-                              "params": 4, "call": 0, "parent": None, "order": 0, "leaf": True, "shapes": [[4]],
-                              "param_inputs": []}],
-                   "edges": [{"id": "e0", "source": "n0", "target": "n0", "tensor": "t", "shape": [4],
-                              "dtype": "float32", "device": "cpu"}]})
-    run.add_records("profile", [{"module": "l0", "phase": "fwd", "cpu_s": 0.1, "device_s": 0.0, "ops": 3,
-                                 "top_ops": ["aten::mm"]}])
-    run.add_records("suggestions", [{"id": "r1", "rule": "r", "title": "t", "category": "c", "severity": "info",
-                                     "evidence": {"x": 1}, "gain": "2x", "snippet": "s", "verify_hint": "",
-                                     "can_verify": False, "status": "new", "result": None}])
-    return run
-
-
-def test_save_and_open_round_trip_every_table(tmp_path):
-    run = _full_run()
-    assert run.dropped_steps > 0  # thinned, so the thinning state travels too
-    again = Run.open(run.save(tmp_path / "run"))
-    assert again.steps == run.steps and again.dropped_steps == run.dropped_steps
-    assert again.meta == run.meta and again.events == run.events and again.graph == run.graph
-    for table in TABLES:
-        a, b = run.to_dataframe(table), again.to_dataframe(table)
-        assert len(a) or table in ("profile",) or len(b), table
-        pd_equal = a.reset_index(drop=True).astype(str).equals(b.reset_index(drop=True).astype(str))
-        assert pd_equal and list(a.dtypes) == list(b.dtypes), table
-    for s in run.steps:
-        ga, gb = run.grads_at(s), again.grads_at(s)
-        for x, y in zip(ga, gb):
-            np.testing.assert_array_equal(x, y)
-        assert run.nonfinite_at(s) == again.nonfinite_at(s)
-        assert run.has_activations(s) == again.has_activations(s)
-        if run.has_activations(s):
-            a, b = run.activations_at(s), again.activations_at(s)
-            assert a.modules == b.modules and [d.tolist() for d in a.dead] == [d.tolist() for d in b.dead]
-            np.testing.assert_array_equal(a.values, b.values)
-    # the opened run goes on exactly as the original would have
-    for r in (run, again):
-        for s in range(40, 60):
-            r.add_updates(s, ONE, np.ones((1, UPDATE_COLS)))
-            r.add_activations(s, [_act_row("new", 0, s)])
-    assert again.steps == run.steps and again.dropped_steps == run.dropped_steps
-    assert again.to_dataframe("activations").astype(str).equals(run.to_dataframe("activations").astype(str))
-
-
-def test_save_and_open_an_empty_run(tmp_path):
-    again = Run.open(Run(TENSORS, keep=16).save(tmp_path / "empty"))
-    assert again.steps == [] and again.keep == 16
-    for table in TABLES:
-        assert len(again.to_dataframe(table)) == (3 if table == "tensors" else 0), table
-
-
-def test_open_says_what_is_wrong(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a run directory"):
-        Run.open(tmp_path / "missing")
-    run_dir = _full_run().save(tmp_path / "run")
-    head = json.loads((run_dir / "run.json").read_text())
-    (run_dir / "run.json").write_text(json.dumps({**head, "format": 99}))
-    with pytest.raises(ValueError, match="format 99"):
-        Run.open(run_dir)
-    (run_dir / "run.json").write_text(json.dumps(head))
-    (run_dir / "stats.npz").unlink()
-    with pytest.raises(FileNotFoundError, match="stats.npz"):
-        Run.open(run_dir)
-
-
-def test_save_leaves_no_temporary_files(tmp_path):
-    d = _full_run().save(tmp_path / "run")
-    d = _full_run().save(d)  # over an existing save
-    assert sorted(p.name for p in d.iterdir()) == ["run.json", "stats.npz"]
-
-
-def test_saved_metadata_keeps_numpy_numbers_as_numbers(tmp_path):
-    """Regression: ``default=str`` wrote numpy ints and float32s (medians, counts) as strings."""
-    run = Run(TENSORS, meta={"n": np.int64(3), "x": np.float32(0.5), "shape": np.array([2, 3]), "t": (1, 2),
-                             "missing": float("nan")})
-    run.add_records("timings", [{"step": 0, "module": "l0", "phase": "fwd", "seconds": np.float32(0.25),
-                                 "calls": np.int64(2)}])
-    d = run.save(tmp_path / "run")
-    json.loads((d / "run.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
-    again = Run.open(d)
-    assert again.meta == {"n": 3, "x": 0.5, "shape": [2, 3], "t": [1, 2], "missing": None}
-    assert again.to_dataframe("timings")[["seconds", "calls"]].values.tolist() == [[0.25, 2]]
