@@ -10,6 +10,7 @@ adds the other panels, driven by the Run's listener kinds:
   parameters); without it, every step (gradient norm and non-finite gradient count);
 * "event": the events list (first non-finite module highlighted in the graph);
 * "timings"/"memory": the performance panel (aggregated, at most once a second);
+* "rank_phases" (rank 0 of a distributed job): the rank x phase panel, at the same pace;
 * "suggestions": the cards; also after the cell ended, so ``_trace.advise()`` in a later
   cell fills the panel, and its verify buttons run ``advisor.verify_by_id``;
 * "calls": the flame view of ``@dsnotebook.trace`` functions (its own feeder,
@@ -24,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dsnotebook.views import perf_summary
+from dsnotebook.views import perf_summary, rank_panel
 from dsnotebook.views.flame_view import FlameView
 from dsnotebook.views.live_histogram import LiveHistogram
 from dsnotebook.views.live_heatmap import LiveHeatmap
@@ -47,6 +48,7 @@ class LiveDashboard:
         from dsnotebook.widgets.dashboard import Dashboard
         from dsnotebook.widgets.graph import GRAPH_STATS, GraphWidget
         from dsnotebook.widgets.perf import PerfWidget
+        from dsnotebook.widgets.ranks import RanksWidget
         from dsnotebook.widgets.suggestions import SuggestionsWidget
 
         self.run = run
@@ -60,9 +62,10 @@ class LiveDashboard:
         self.suggestions = SuggestionsWidget(run.records.tables["suggestions"], on_verify=self._verify)
         self.flame = FlameView(run)
         self.histogram = LiveHistogram(run)
+        self.ranks = RanksWidget()
         self.widget = Dashboard(self.heat.widget, self.graph, self.perf, self.suggestions,
                                 text_fallback=lambda: text_summary(run), flame=self.flame.widget,
-                                histogram=self.histogram.widget)
+                                histogram=self.histogram.widget, ranks=self.ranks)
         self._last_sent = -1
         self._sent: list[int] = []
         self._last_push = 0.0
@@ -177,7 +180,7 @@ class LiveDashboard:
             if not self.flame.widget.has_data:
                 self.flame.refresh()
                 self.widget.refresh()
-        elif kind in ("timings", "memory"):
+        elif kind in ("timings", "memory", "rank_phases"):
             self._perf_dirty = True
         if self._perf_dirty and now - self._last_perf >= self.perf_interval:
             self.push_perf()
@@ -205,6 +208,8 @@ class LiveDashboard:
         self._last_perf = time.monotonic()
         self._perf_dirty = False
         perf_summary.show(self.perf, self.run)  # the advisor's numbers (perf.measures)
+        if self.run.records.tables.get("rank_phases"):
+            rank_panel.show(self.ranks, self.run)  # the straggler rules' numbers (distributed.ranks)
         self.widget.refresh()
 
     def _verify(self, suggestion_id: str, steps: int, progress: Callable[[int, int, str], None]) -> dict[str, Any]:

@@ -18,6 +18,9 @@ works between two browser windows and from Python:
   ``heatmap.selected_step`` -> ``flame.step`` (its "step" view shows that step).
 * ``heatmap.selected_tensor`` <-> ``histogram.tensor``: a click on a heatmap row shows that
   tensor's log2|g| histogram over steps under the heatmap; its close button ("") hides it.
+
+A distributed run (rank 0 of a torch.distributed job) adds a "ranks" tab: the rank x phase
+panel, once the ranks' first sampled steps have been gathered.
 """
 from __future__ import annotations
 
@@ -32,10 +35,11 @@ __all__ = ["Dashboard"]
 class Dashboard(ipywidgets.VBox):
     def __init__(self, heatmap: Any, graph: Any = None, perf: Any = None, suggestions: Any = None,
                  text_fallback: Callable[[], str] | None = None, flame: Any = None, histogram: Any = None,
-                 **kwargs: Any) -> None:
+                 ranks: Any = None, **kwargs: Any) -> None:
         self.heatmap, self.graph, self.perf, self.suggestions = heatmap, graph, perf, suggestions
         self.flame = flame
         self.histogram = histogram
+        self.ranks = ranks
         self.text_fallback = text_fallback
         self.tabs = ipywidgets.Tab()
         self.links: list[Any] = []
@@ -70,6 +74,8 @@ class Dashboard(ipywidgets.VBox):
             out.append((f"suggestions ({len(self.suggestions.suggestions)})", self.suggestions))
         if self.flame is not None and self.flame.has_data:
             out.append(("functions", self.flame))
+        if self.ranks is not None and self.ranks.has_data:
+            out.append(("ranks", self.ranks))
         return out
 
     def refresh(self, show_graph: bool | None = None) -> None:
