@@ -6,6 +6,7 @@ loop (no GradScaler: the first bad update writes NaN into the weights).  A hit i
 event of kind "nonfinite" at the injection step naming the injected module and phase.
 
     python benchmarks/nonfinite_sweep.py [--mode cheap|strict] [--quick]
+    python benchmarks/nonfinite_sweep.py --cost     # healthy-step cost of the step capture
 """
 from __future__ import annotations
 
@@ -144,7 +145,11 @@ def main() -> int:
     ap.add_argument("--mode", default="cheap")
     ap.add_argument("--quick", action="store_true", help="SGD only, step 0 and 7, forward and backward")
     ap.add_argument("-v", action="store_true")
+    ap.add_argument("--cost", action="store_true", help="only the healthy-step cost of the default mode's capture")
     args = ap.parse_args()
+    if args.cost:
+        capture_cost()
+        return 0
     cases = [(m, t, ph, st, opt) for m, (_, targets) in MODELS.items() for t in targets
              for ph, st, opt in itertools.product(("forward", "backward"), (0, 7), ("sgd", "adam") if not args.quick else ("sgd",))]
     hits, t0 = 0, time.perf_counter()
@@ -158,6 +163,40 @@ def main() -> int:
           f"({points} injection points in {len(MODELS)} models; forward/backward; step 0/7; "
           f"{'SGD' if args.quick else 'SGD and Adam'}; {time.perf_counter() - t0:.0f} s)")
     return 0
+
+
+
+def capture_cost(repeats: int = 2000) -> None:
+    """Host time per training step of the default mode's step capture (its two root hooks), measured
+    directly: the same forward+backward with and without them, interleaved, on the digits CNN."""
+    import statistics
+
+    from dsnotebook.dataflow.replay import StepCapture
+
+    torch.manual_seed(0)
+    model = DigitsCNN()
+    x, y = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))
+    cap = StepCapture(model, keep_output_grads=True)
+
+    def one(n: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            cap.new_step()
+            F.cross_entropy(model(x), y).backward()
+        return (time.perf_counter() - t0) / n
+
+    on, off = [], []
+    for i in range(repeats // 50):
+        for with_hooks in ((True, False) if i % 2 else (False, True)):
+            if with_hooks:
+                cap.start()
+                on.append(one(50))
+                cap.stop()
+            else:
+                off.append(one(50))
+    d = statistics.median(a - b for a, b in zip(on, off))
+    print(f"step capture: {1e6 * d:+.1f} us per step on a {1e3 * statistics.median(off):.2f} ms forward+backward "
+          f"({100 * d / statistics.median(off):+.2f}%), median of {len(on)} interleaved 50-step block pairs")
 
 
 if __name__ == "__main__":
