@@ -88,13 +88,15 @@ def phase_skew(run: Any) -> pd.DataFrame:
     ``slowest_rank`` (the rank most often slowest), ``share`` (skew as a share of the median step)."""
     wide = _wide(run)
     cols = ["skew_s", "slowest_rank", "share"]
-    keys = [*PHASES, STEP_TIME, "work", "wait"]
+    keys = [*PHASES, STEP_TIME, "fwd_compute", "bwd_compute", "work", "wait"]
     if wide.empty:
         return pd.DataFrame(columns=cols, index=pd.Index([], name="phase"))
     step = float(wide[STEP_TIME].median()) or float("nan")
     rows = {}
     for p in keys:
-        g = wide.groupby("step")[p]
+        g = wide[wide[p].notna()].groupby("step")[p]
+        if not g.ngroups:
+            continue
         skew = float((g.max() - g.min()).median())
         slow = wide.loc[g.idxmax().to_numpy(), "rank"].mode()
         rows[p] = {"skew_s": skew, "slowest_rank": int(slow.iloc[0]) if len(slow) else -1, "share": skew / step}
