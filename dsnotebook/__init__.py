@@ -13,7 +13,24 @@ from dsnotebook import trace  # callable: @dsnotebook.trace(level=...), dsnotebo
 from dsnotebook import compress  # callable: dsnotebook.compress(model, methods, example_inputs, ...)
 
 __version__ = "0.1.0"
-__all__ = ["ModelTracer", "Run", "compress", "trace", "detect_gpu", "report", "load_ipython_extension", "__version__"]
+__all__ = ["ModelTracer", "Run", "compare", "compress", "follow", "trace", "detect_gpu", "report",
+           "load_ipython_extension", "__version__"]
+
+
+def follow(path: Any, interval: float = 1.0, keep: Any = None, display: bool = True) -> Any:
+    """Show the live dashboard of a run directory another process is writing (``ModelTracer(...,
+    log_dir=path)`` in a script), polled at most once a second until that run finishes."""
+    from dsnotebook.views.follow import follow as _follow
+
+    return _follow(path, interval=interval, keep=keep, display=display)
+
+
+def compare(*runs: Any, display: bool = True) -> Any:
+    """Gradient heatmaps of two or more runs side by side (Runs, tracers or run directories);
+    tables with a ``run`` column: ``Run.open(parent).to_dataframe(table)``."""
+    from dsnotebook.views.compare import compare as _compare
+
+    return _compare(*runs, display=display)
 
 
 def __getattr__(name: str) -> Any:
@@ -49,7 +66,7 @@ compress.configure(tracer=ModelTracer, widget=_compression_widget)
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext dsnotebook``: registers ``%%deepseek_trace``."""
+    """``%load_ext dsnotebook``: registers ``%%deepseek_trace`` and ``%deepseek_open``."""
     from dsnotebook._magics import TraceMagics
 
     ipython.register_magics(TraceMagics)

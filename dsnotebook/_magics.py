@@ -12,11 +12,12 @@ from typing import Any
 
 import torch
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, magics_class, no_var_expand
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from torch import nn
 
 from dsnotebook.dataflow.nonfinite import MODES as NONFINITE_MODES
+from dsnotebook.run.lock import RunDirBusy
 from dsnotebook.views.text import nonfinite_lines
 from dsnotebook.trace.tracer import BACKENDS, ModelTracer
 
@@ -87,6 +88,9 @@ class TraceMagics(Magics):
               help="per-layer forward/backward time, step phases and memory every N steps (default: off)")
     @argument("--no-graph", action="store_true", help="do not capture the dataflow graph of the first forward pass")
     @argument("--no-widget", action="store_true", help="no live heatmap; print a text summary at the end")
+    @argument("--log-dir", default=None, metavar="DIR",
+              help="also write the run to this new run directory while the cell runs (Run.open / "
+                   "%%deepseek_open read it)")
     @argument("--name", "-n", default="_trace", help="variable that receives the tracer afterwards (default _trace)")
     @no_var_expand
     @cell_magic
@@ -118,8 +122,9 @@ class TraceMagics(Magics):
         try:
             tracer = ModelTracer(model, opt, every=args.every, keep=args.keep, backend=args.backend,
                                  activations_every=args.activations_every, nonfinite=args.nonfinite,
-                                 capture_graph=not args.no_graph, profile_every=args.profile_every)
-        except (TypeError, ValueError) as exc:
+                                 capture_graph=not args.no_graph, profile_every=args.profile_every,
+                                 log_dir=args.log_dir)
+        except (TypeError, ValueError, FileExistsError, RunDirBusy) as exc:
             raise UsageError(f"%%deepseek_trace: {exc}") from exc
         tracer.run.meta["command"] = f"%%deepseek_trace {line}".strip()
         ns[args.name] = tracer
@@ -143,6 +148,44 @@ class TraceMagics(Magics):
             if args.profile_every is not None:
                 _print_advice(tracer)
         return result
+
+    @magic_arguments()
+    @argument("path", help="a run directory (live, finished or crashed), or a folder of run directories")
+    @argument("--keep", "-k", type=int, default=None, help="steps kept in memory (default: what the writer kept)")
+    @argument("--name", "-n", default="_run", help="variable that receives the follower / run set (default _run)")
+    @no_var_expand
+    @line_magic
+    def deepseek_open(self, line: str) -> None:
+        """Show the dashboard of a run directory, live while another process writes it."""
+        try:
+            args = parse_argstring(self.deepseek_open, line)
+        except UsageError:
+            raise
+        except SystemExit as exc:
+            raise UsageError(f"%deepseek_open: bad options {line!r}") from exc
+        if not args.name.isidentifier():
+            raise UsageError(f"--name must be a Python identifier, got {args.name!r}")
+        if args.keep is not None and args.keep < 4:
+            raise UsageError(f"--keep must be >= 4, got {args.keep}")
+        import pathlib
+
+        from dsnotebook.run.runs import RunSet, is_run_dir
+        from dsnotebook.views.follow import follow
+
+        path = pathlib.Path(args.path).expanduser()
+        if not path.is_dir():
+            raise UsageError(f"%deepseek_open: {path} is not a directory")
+        if not is_run_dir(path) and any(p.is_dir() and is_run_dir(p) for p in path.iterdir()):
+            runs = RunSet(path, keep=args.keep)
+            self.shell.user_ns[args.name] = runs
+            from IPython.display import display
+
+            display(runs.list())
+            return
+        try:
+            self.shell.user_ns[args.name] = follow(path, keep=args.keep)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"%deepseek_open: {exc}") from exc
 
     def _execute(self, cell: str) -> Any:
         """exec the cell in the user namespace; return the value of a trailing expression."""
