@@ -5,6 +5,10 @@ overlap, or a compression comm hook (bf16 halves the bytes, PowerSGD cuts them 1
 FSDP2: the all-gathers and reduce-scatters (timed by :func:`~dsnotebook.perf.comm.time_fsdp`)
 -> reduce in bf16, keep the last blocks unsharded after forward, prefetch.
 
+With every rank's phases gathered, the share is the *least* of the ranks' comm shares: a rank
+that waits for a straggler spends that wait inside its collectives, which is the straggler's
+cost (the straggler rule's), not the network's.
+
 None of these can be verified by the in-process A/B harness: every rank must switch at once,
 and DDP takes one comm hook, registered before the first forward.  The hint says how to
 compare two runs instead (the comm share in the rank x phase view).
@@ -47,6 +51,12 @@ def ddp_communication(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Sugg
         return None
     ph = measures.phases(run)
     step, comm = ph.get("step", 0.0), ph.get("comm", 0.0)
+    table = rank_phase_table(run)
+    by_rank = {} if table.empty else {int(r): float(c / s) for r, c, s in
+                                      zip(table.index, table["comm"], table["step_time"]) if s > 0}
+    if by_rank:  # the rank that waits least pays only for the transfers
+        least = min(by_rank, key=by_rank.__getitem__)
+        step, comm = float(table.loc[least, "step_time"]), float(table.loc[least, "comm"])
     if step <= 0 or comm / step < COMM_SHARE:
         return None
     fsdp = (run.meta.get("ranks") or {}).get("mode") == "fsdp2"
@@ -54,10 +64,8 @@ def ddp_communication(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Sugg
     evidence: dict[str, Any] = {"comm_ms": 1e3 * comm, "step_ms": 1e3 * step, "comm_share": comm / step,
                                 "buckets_per_step": measures.comm_buckets(run), "gradient_mb": round(grads / 2**20, 1),
                                 "backend": dist.get("backend"), "world_size": dist["world_size"]}
-    table = rank_phase_table(run)
-    if not table.empty and "comm" in table:  # every rank's share, when the ranks' phases were gathered
-        evidence["comm_share_by_rank"] = {int(r): round(float(c / s), 3) for r, c, s in
-                                          zip(table.index, table["comm"], table["step_time"]) if s > 0}
+    if by_rank:
+        evidence["comm_share_by_rank"] = {r: round(v, 3) for r, v in by_rank.items()}
     if fsdp:
         what, snippet = "FSDP2's all-gathers and reduce-scatters take", _FSDP_SNIPPET
         gain = "bf16 reduction halves the bytes; unsharded last blocks and prefetching hide the rest behind compute"

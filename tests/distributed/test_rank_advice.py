@@ -14,8 +14,8 @@ def _phase_rows(step: int, rank: int, **sec: float) -> list[dict]:
     return [{"step": step, "rank": rank, "phase": k, "seconds": v} for k, v in base.items()]
 
 
-def _job(rows_of_step, steps: int = 6, **meta):
-    run = perf_run(meta={"ranks": {"world_size": 4, "backend": "nccl", "mode": "ddp", **meta}})
+def _job(rows_of_step, steps: int = 6, phases=None, **meta):
+    run = perf_run(phases=phases, meta={"ranks": {"world_size": 4, "backend": "nccl", "mode": "ddp", **meta}})
     for s in range(steps):
         run.add_records("rank_phases", [r for rank in range(4) for r in rows_of_step(s, rank)])
     return run
@@ -64,6 +64,14 @@ def test_communication_bound_fsdp2_gets_fsdp_advice_with_every_ranks_share():
     assert "FSDP2" in s.title and "reduce_dtype=torch.bfloat16" in s.snippet and "powerSGD" not in s.snippet
     assert set(s.evidence["comm_share_by_rank"]) == {0, 1} and not s.can_verify
     assert "every rank must change together" in s.verify_hint
+
+
+def test_waiting_for_a_straggler_is_not_communication():
+    # rank 0's all-reduce "takes" 40 ms: it waits there for rank 1, whose own all-reduce takes 1 ms
+    run = _job(lambda s, r: _phase_rows(s, r, data=0.040, comm=0.001) if r == 1 else
+               _phase_rows(s, r, comm=0.041, other=0.041), phases=dict(HEALTHY_PHASES, comm=0.08))
+    rules = _by_rule(run)
+    assert "ddp_communication" not in rules and rules["straggler_rank"].evidence["rank"] == 1
 
 
 def test_communication_bound_ddp_offers_bf16_compression_and_powersgd():
