@@ -3,9 +3,9 @@
 The same numbers as the live histogram panel (:mod:`dsnotebook.views.histograms`). A
 histogram cannot be averaged over steps and stay exact, so each column is one real step:
 of each window of steps, the one with the most non-finite elements (so a NaN step is
-never thinned away), else the window's last. Every tensor's histograms travel once, as
-uint32 counts cropped to the bins that tensor ever uses (float64 if a count reaches
-2^32); a ``Select`` picks the tensor and a small script cuts its block out. Exact zeros
+never thinned away), else the window's last. Every tensor's histograms travel once, as one
+uint32 image of counts cropped to the bins that tensor ever uses (float64 if a count
+reaches 2^32); a ``Select`` picks the tensor and a small script shows its image. Exact zeros
 and non-finite elements are drawn apart, below the bins, never on the log2 axis.
 """
 from __future__ import annotations
@@ -29,29 +29,24 @@ TRANSPARENT = (0, 0, 0, 0)
 EXP0 = HIST_EXP_MIN - 1  # y of bin b is its exponent floor(log2|g|) = b + EXP0
 MIN_HIST_COLUMNS = 4  # thousands of tensors: few columns rather than a file over budget
 
-# Cuts tensor t's block out of the flat counts and shows it (also used for the first view).
+# Shows tensor t's block (also what the page shows first, filled in by Python).
 SHOW = """
 const t = Number(select.value); const d = all.data;
-const lo = d.lo[t], n = d.nbins[t], off = d.offset[t], flat = counts;
-const rows = [];
+const lo = d.lo[t], n = d.nbins[t], block = d.image[t];
 let vmin = Infinity, vmax = 0;
-for (let r = 0; r < n; r++) {
-  const row = Array.from(flat.subarray(off + r * H, off + (r + 1) * H));
-  for (const v of row) { if (v > 0 && v < vmin) vmin = v; if (v > vmax) vmax = v; }
-  rows.push(row);
-}
+if (n) for (const v of block) { if (v > 0 && v < vmin) vmin = v; if (v > vmax) vmax = v; }
 if (!(vmax > 0)) { vmin = 1; vmax = 10; } else if (vmax <= vmin) vmax = vmin * 1.001;
 const y0 = lo + EXP0;
-view.data = {image: n ? [rows] : [], y: n ? [y0] : [], dh: n ? [n] : [], numel: n ? [d.numel[t]] : []};
+view.data = {image: n ? [block] : [], y: n ? [y0] : [], dh: n ? [n] : [], numel: n ? [d.numel[t]] : []};
 mapper.low = vmin; mapper.high = vmax;
 fig.y_range.start = n ? y0 - 0.5 : EXP0; fig.y_range.end = n ? y0 + n + 0.5 : EXP0 + 1;
-const xs = [], ys = [], counts = [], kinds = [], shares = [];
+const xs = [], ys = [], ns = [], kinds = [], shares = [];
 for (let c = 0; c < H; c++) {
   const z = zeros[t * H + c], f = nonfinite[t * H + c];
-  if (z > 0) { xs.push(c + 0.5); ys.push(0.5); counts.push(z); kinds.push("exact zeros"); shares.push(z / d.numel[t]); }
-  if (f > 0) { xs.push(c + 0.5); ys.push(1.5); counts.push(f); kinds.push("non-finite"); shares.push(f / d.numel[t]); }
+  if (z > 0) { xs.push(c + 0.5); ys.push(0.5); ns.push(z); kinds.push("exact zeros"); shares.push(z / d.numel[t]); }
+  if (f > 0) { xs.push(c + 0.5); ys.push(1.5); ns.push(f); kinds.push("non-finite"); shares.push(f / d.numel[t]); }
 }
-apart.data = {x: xs, y: ys, count: counts, kind: kinds, share: shares,
+apart.data = {x: xs, y: ys, count: ns, kind: kinds, share: shares,
               color: kinds.map((k) => k === "non-finite" ? MARK : "#7f7f7f")};
 """
 COUNT_HOVER = """if (value === null || value === undefined) return "";
@@ -68,10 +63,11 @@ return d.count[c] > 1 ? `${d.step[c]} (one of steps ${d.first[c]}-${d.last[c]})`
 
 
 def histogram_data(run: Any, steps: list[int], hist_columns: int, budget_bytes: int | None = None) -> dict[str, Any]:
-    """Every tensor's histograms at the chosen steps: the flat cropped counts and what cuts them.
+    """Every tensor's histograms at the chosen steps: per tensor its counts [bins in use, columns]
+    (``blocks``, bins ``lo`` .. ``lo + nbins - 1``), exact zeros and non-finite counts [tensors * columns].
     With ``budget_bytes``, fewer columns when the counts would not fit (at least MIN_HIST_COLUMNS)."""
     data = _histogram_data(run, steps, hist_columns)
-    nbytes = 4 * int(data["nbins"].sum()) * data["H"]
+    nbytes = sum(b.nbytes for b in data["blocks"])
     if budget_bytes is not None and nbytes > budget_bytes and data["H"] > MIN_HIST_COLUMNS:
         data = _histogram_data(run, steps, max(MIN_HIST_COLUMNS, int(data["H"] * budget_bytes / nbytes)))
     return data
@@ -92,17 +88,16 @@ def _histogram_data(run: Any, steps: list[int], hist_columns: int) -> dict[str, 
         if len(used):
             a, b = int(used[0]), int(used[-1]) + 1
             lo[t], nbins[t] = a + 1, b - a
-            blocks.append(np.ascontiguousarray(body[t, :, a:b].T).reshape(-1))  # [bins, H] row-major
-    flat = np.concatenate(blocks) if blocks else np.zeros(0, np.int64)
-    offset = np.concatenate([[0], np.cumsum(nbins.astype(np.int64) * H)])[:-1]
-    return {"cols": cols, "steps": chosen, "counts": _exact(flat), "zeros": _exact(counts[:, :, 0].reshape(-1)),
-            "nonfinite": _exact(nonfinite.reshape(-1)), "lo": lo, "nbins": nbins, "offset": offset.astype(np.int64),
-            "H": H}
+            blocks.append(_exact(body[t, :, a:b].T))  # [bins, H]: image rows are bins
+        else:
+            blocks.append(np.zeros((1, H), np.uint32))  # nothing recorded: nbins 0 hides it
+    return {"cols": cols, "steps": chosen, "blocks": blocks, "zeros": _exact(counts[:, :, 0].reshape(-1)),
+            "nonfinite": _exact(nonfinite.reshape(-1)), "lo": lo, "nbins": nbins, "H": H}
 
 
 def _exact(a: np.ndarray) -> np.ndarray:
     """Counts as uint32 (exact), or float64 (exact to 2^53) if one reaches 2^32."""
-    a = np.asarray(a, np.int64)
+    a = np.ascontiguousarray(a, np.int64)
     return a.astype(np.uint32) if a.size == 0 or a.max() < 2**32 else a.astype(np.float64)
 
 
@@ -121,11 +116,8 @@ def histogram_section(run: Any, steps: list[int], hist_columns: int, budget_byte
     hcols = data["cols"]
     cols_src = ColumnDataSource({"step": np.asarray(data["steps"], np.int32), "first": hcols.first.astype(np.int32),
                                  "last": hcols.last.astype(np.int32), "count": hcols.count.astype(np.int32)})
-    offset = data["offset"]
-    all_src = ColumnDataSource({
-        "name": names, "lo": data["lo"], "nbins": data["nbins"],
-        "offset": offset.astype(np.int32) if offset.max(initial=0) < 2**31 else offset.astype(np.float64),
-        "numel": np.array([float(t["numel"]) for t in run.tensors])})
+    all_src = ColumnDataSource({"name": names, "lo": data["lo"], "nbins": data["nbins"], "image": data["blocks"],
+                                "numel": np.array([float(t["numel"]) for t in run.tensors])})
     select = Select(title="tensor", value=str(start), options=[(str(i), n) for i, n in enumerate(names)], width=420,
                     name="dsn-hist-select")
     view = ColumnDataSource({"image": [], "y": [], "dh": [], "numel": []})
@@ -154,7 +146,7 @@ def histogram_section(run: Any, steps: list[int], hist_columns: int, budget_byte
                               formatters={"@x": step_fmt}))
     _step_axis(strip, cols_src)
     show = CustomJS(args={"select": select, "all": all_src, "view": view, "apart": apart, "mapper": mapper, "fig": fig,
-                          "counts": data["counts"], "zeros": data["zeros"], "nonfinite": data["nonfinite"], "H": H,
+                          "zeros": data["zeros"], "nonfinite": data["nonfinite"], "H": H,
                           "EXP0": EXP0, "MARK": MARK_COLOR}, code=SHOW)
     select.js_on_change("value", show)
     _fill_first(data, names, start, view, apart, mapper, fig, run)
@@ -173,8 +165,8 @@ return (c >= 0 && c < d.step.length) ? String(d.step[c]) : "";""")
 def _fill_first(data: dict[str, Any], names: list[str], t: int, view: ColumnDataSource, apart: ColumnDataSource,
                 mapper: Any, fig: Any, run: Any) -> None:
     """The first tensor's view, as the script would make it (the page shows it before any choice)."""
-    H, lo, n, off = data["H"], int(data["lo"][t]), int(data["nbins"][t]), int(data["offset"][t])
-    block = np.asarray(data["counts"][off:off + n * H]).reshape(n, H)
+    H, lo, n = data["H"], int(data["lo"][t]), int(data["nbins"][t])
+    block = data["blocks"][t]
     pos = block[block > 0]
     vmin, vmax = (float(pos.min()), float(pos.max())) if pos.size else (1.0, 10.0)
     mapper.low, mapper.high = vmin, (vmax if vmax > vmin else vmin * 1.001)
