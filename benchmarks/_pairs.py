@@ -26,13 +26,15 @@ def train_block(model: torch.nn.Module, opt: torch.optim.Optimizer, xb: torch.Te
 
 def interleaved(tracer: Any, model: torch.nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor,
                 yb: torch.Tensor, pairs: int, steps: int) -> tuple[list[float], list[float], list[float]]:
-    """(plain, traced, ratio) per pair; the tracer is attached only for its blocks."""
+    """(plain, traced, ratio) per pair; the tracer (or a peer arm: a callable returning a context
+    manager) is on only for its blocks."""
     plain, traced, ratios = [], [], []
+    arm = tracer if callable(tracer) and not hasattr(tracer, "attach") else (lambda: tracer)
     for i in range(pairs):
         t = {}
         for on in ((False, True) if i % 2 == 0 else (True, False)):
             if on:
-                with tracer:
+                with arm():
                     t[on] = train_block(model, opt, xb, yb, steps)
             else:
                 t[on] = train_block(model, opt, xb, yb, steps)
