@@ -16,29 +16,22 @@ below / above their range).  So ``hist.sum() + nonfinite == numel`` exactly.
 float64 over finite differences.
 
 Results stay on the tensors' device; the tracer copies them to the host in batches.
+Devices without float64 (Apple MPS) take the float32 path (:mod:`dsnotebook.stats.float32`),
+which finishes on the host and returns a CPU tensor.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
-HIST_BINS = 64
-HIST_EXP_MIN = -46  # bin 1 <-> floor(log2|x|) == -46 (and below); last bin: >= 16
-
-COL_SUM, COL_SUMSQ, COL_ABSMAX, COL_NONFINITE, COL_ZEROS = range(5)
-HIST_OFFSET = 5
-GRAD_COLS = HIST_OFFSET + HIST_BINS
-
-UCOL_DIFFSQ, UCOL_WEIGHTSQ, UCOL_CHANGED = range(3)
-UPDATE_COLS = 3
+from dsnotebook.stats import float32 as float32_path
+from dsnotebook.stats.devices import has_float64
+from dsnotebook.stats.layout import (COL_ABSMAX, COL_NONFINITE, COL_SUM, COL_SUMSQ, COL_ZEROS, GRAD_COLS,  # noqa: F401
+                                     HIST_BINS, HIST_EXP_MIN, HIST_OFFSET, UCOL_CHANGED, UCOL_DIFFSQ, UCOL_WEIGHTSQ,
+                                     UPDATE_COLS, hist_bin_edges)
 
 _FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-def hist_bin_edges() -> list[float]:
-    """Lower edge |x| of each histogram bin (bin 0 is exact zero, edge 0)."""
-    return [0.0] + [2.0 ** (k - 1 + HIST_EXP_MIN) for k in range(1, HIST_BINS)]
 
 
 def _flat64(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,14 +99,33 @@ class TorchStatsBackend:
 
     On the CPU a fast path (float32 bit tricks, one bincount, sparse-row sums, buffers
     reused between steps) computes the same numbers when every value is finite and below
-    ~1e18; otherwise, and on other devices, the exact float64 path runs.  Both are
+    ~1e18; otherwise, and on other devices, the exact float64 path runs.  On devices
+    without float64 (``float32=None``: asked per device, see :mod:`dsnotebook.stats.devices`;
+    ``True`` forces it, e.g. on CPU in tests) the float32 path runs instead.  All are
     checked against per-tensor float64 computations in the tests.
     """
 
-    name = "torch"
-
-    def __init__(self) -> None:
+    def __init__(self, float32: bool | None = None) -> None:
+        self.float32 = float32
+        self.name = "torch-float32" if float32 else "torch"
         self._workspaces: dict[tuple[int, ...], _Workspace] = {}
+        self._layouts: dict[tuple[torch.device, tuple[int, ...]], float32_path.Layout] = {}
+
+    def _layout(self, tensors: Sequence[torch.Tensor]) -> "float32_path.Layout | None":
+        """The float32 path's layout when that path serves these tensors, else None."""
+        if not tensors:
+            return None
+        device = tensors[0].device
+        use = self.float32 if self.float32 is not None else not has_float64(device)
+        if not use or any(t.dtype == torch.float64 for t in tensors):  # float64 data: the device has it
+            return None
+        key = (device, tuple(t.numel() for t in tensors))
+        layout = self._layouts.get(key)
+        if layout is None:
+            if len(self._layouts) >= 4:
+                self._layouts.clear()
+            layout = self._layouts[key] = float32_path.Layout(key[1], device)
+        return layout
 
     def _workspace(self, tensors: Sequence[torch.Tensor]) -> _Workspace | None:
         if not tensors or tensors[0].device.type != "cpu" or any(t.numel() == 0 for t in tensors):
@@ -129,6 +141,9 @@ class TorchStatsBackend:
         return ws
 
     def grad_stats(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        layout = self._layout(tensors)
+        if layout is not None:
+            return float32_path.grad_stats(tensors, layout)
         ws = self._workspace(tensors)
         out = self._grad_stats_cpu(ws, tensors) if ws is not None else None
         return out if out is not None else self.grad_stats_exact(tensors)
@@ -186,15 +201,21 @@ class TorchStatsBackend:
         return out
 
     def snapshot(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Copy of the weights before an optimizer step (their own dtype; a reused buffer on CPU)."""
+        """Copy of the weights before an optimizer step (their own dtype; a reused buffer on CPU;
+        float32 rows on the float32 path)."""
         if not tensors:
             return torch.zeros(0)
+        layout = self._layout(tensors)
+        if layout is not None:
+            return float32_path.snapshot(tensors, layout)
         ws = self._workspace(tensors)
         if ws is not None:
             return ws.gather(tensors, ws.other)
         return torch.cat([t.detach().reshape(-1) for t in tensors])
 
-    def update_stats(self, before: torch.Tensor, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    def update_stats(self, before: Any, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        if isinstance(before, float32_path.Snapshot):
+            return float32_path.update_stats(before, tensors)
         ws = self._workspace(tensors)
         if ws is not None and before is ws.other:
             return self._update_stats_cpu(ws, tensors)
