@@ -55,11 +55,16 @@ def verdict(lo: float, hi: float) -> str:
     return "same"
 
 
+#: calls per block at least (a block's median needs a few calls), whatever ``block_s`` says
+MIN_CALLS = 5
+
+
 def _calibrate(block: Callable[[Callable[..., Any], int], float], fn: Callable[..., Any], block_s: float,
                max_calls: int) -> int:
-    """Calls per block so that one block of the baseline lasts about ``block_s``."""
-    per_call = block(fn, 5)
-    return max(1, min(max_calls, math.ceil(block_s / max(per_call, 1e-7))))
+    """Calls per block so that one block of the baseline lasts about ``block_s`` (its fastest of a
+    few calls sets the pace: a stalled call must not shrink every block to one call)."""
+    per_call = min(block(fn, 1) for _ in range(MIN_CALLS))
+    return max(min(MIN_CALLS, max_calls), min(max_calls, math.ceil(block_s / max(per_call, 1e-7))))
 
 
 def interleaved_latency(models: dict[str, Callable[..., Any]], args: tuple[Any, ...], *, rounds: int = 5,
