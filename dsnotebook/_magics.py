@@ -19,7 +19,7 @@ from torch import nn
 from dsnotebook.dataflow.nonfinite import MODES as NONFINITE_MODES
 from dsnotebook.run.lock import RunDirBusy
 from dsnotebook.views.text import nonfinite_lines
-from dsnotebook.trace.tracer import BACKENDS, ModelTracer
+from dsnotebook.trace.tracer import BACKENDS, ModelTracer, describe_parameters
 
 
 def _user_objects(ns: dict[str, Any], kind: type) -> dict[str, Any]:
@@ -88,6 +88,9 @@ class TraceMagics(Magics):
               help="per-layer forward/backward time, step phases and memory every N steps (default: off)")
     @argument("--no-graph", action="store_true", help="do not capture the dataflow graph of the first forward pass")
     @argument("--no-widget", action="store_true", help="no live heatmap; print a text summary at the end")
+    @argument("--histogram", default=None, metavar="TENSOR",
+              help="show this tensor's log2|g| histogram over steps from the first step (a click on a heatmap "
+                   "row does it too, once the cell has ended)")
     @argument("--log-dir", default=None, metavar="DIR",
               help="also write the run to this new run directory while the cell runs (Run.open / "
                    "%%deepseek_open read it)")
@@ -119,6 +122,8 @@ class TraceMagics(Magics):
         ns = self.shell.user_ns
         model_name, model = find_model(ns, args.model)
         opt_name, opt = find_optimizer(ns, args.optimizer, model)
+        if args.histogram is not None:
+            _check_histogram(args, model_name, model)
         try:
             tracer = ModelTracer(model, opt, every=args.every, keep=args.keep, backend=args.backend,
                                  activations_every=args.activations_every, nonfinite=args.nonfinite,
@@ -128,7 +133,7 @@ class TraceMagics(Magics):
             raise UsageError(f"%%deepseek_trace: {exc}") from exc
         tracer.run.meta["command"] = f"%%deepseek_trace {line}".strip()
         ns[args.name] = tracer
-        view = None if args.no_widget else _live_view(tracer, graph=not args.no_graph)
+        view = None if args.no_widget else _live_view(tracer, graph=not args.no_graph, histogram=args.histogram)
         status = "finished"
         try:
             with tracer:
@@ -200,13 +205,22 @@ class TraceMagics(Magics):
         return eval(compile(last, filename, "eval"), ns) if last is not None else None
 
 
-def _live_view(tracer: ModelTracer, graph: bool = True) -> Any:
-    """The dashboard (heatmap, graph, events, performance, suggestions); the heatmap alone
-    without a graph capture (``--no-graph``)."""
+def _check_histogram(args: Any, model_name: str, model: Any) -> None:
+    """``--histogram TENSOR`` names a parameter tensor of the model, and the dashboard is on."""
+    if args.no_graph or args.no_widget:
+        raise UsageError("--histogram shows in the dashboard: drop --no-graph / --no-widget")
+    names = [t["name"] for t in describe_parameters(model)[1]]
+    if args.histogram not in names:
+        raise UsageError(f"--histogram: {model_name} has no tensor {args.histogram!r} (e.g. {', '.join(names[:8])})")
+
+
+def _live_view(tracer: ModelTracer, graph: bool = True, histogram: str | None = None) -> Any:
+    """The dashboard (heatmap, graph, events, performance, suggestions, ``histogram``'s histogram
+    over steps); the heatmap alone without a graph capture (``--no-graph``)."""
     if graph:
         from dsnotebook.views.live_dashboard import LiveDashboard
 
-        view: Any = LiveDashboard(tracer.run, flush=tracer.flush)
+        view: Any = LiveDashboard(tracer.run, flush=tracer.flush, histogram=histogram)
     else:
         from dsnotebook.views.live_heatmap import LiveHeatmap
 

@@ -44,7 +44,7 @@ class LiveDashboard:
     """Same interface as LiveHeatmap (display, set_status, close); ``widget`` is the Dashboard."""
 
     def __init__(self, run: Run, flush: Callable[..., None] | None = None, min_interval: float = 0.25,
-                 perf_interval: float = 1.0, graph: bool = True) -> None:
+                 perf_interval: float = 1.0, graph: bool = True, histogram: str | None = None) -> None:
         from dsnotebook.widgets.dashboard import Dashboard
         from dsnotebook.widgets.graph import GRAPH_STATS, GraphWidget
         from dsnotebook.widgets.perf import PerfWidget
@@ -66,6 +66,8 @@ class LiveDashboard:
         self.widget = Dashboard(self.heat.widget, self.graph, self.perf, self.suggestions,
                                 text_fallback=lambda: text_summary(run), flame=self.flame.widget,
                                 histogram=self.histogram.widget, ranks=self.ranks)
+        if histogram:  # shown from the first step (a click while the cell runs waits for its end)
+            self.heat.widget.selected_tensor = histogram  # linked: the histogram panel follows
         self._last_sent = -1
         self._sent: list[int] = []
         self._last_push = 0.0

@@ -18,6 +18,8 @@ works between two browser windows and from Python:
   ``heatmap.selected_step`` -> ``flame.step`` (its "step" view shows that step).
 * ``heatmap.selected_tensor`` <-> ``histogram.tensor``: a click on a heatmap row shows that
   tensor's log2|g| histogram over steps under the heatmap; its close button ("") hides it.
+  Linked in the browser too (``jslink``): the panel opens at once, and says it waits for the
+  kernel when a running cell holds up the data.
 
 A distributed run (rank 0 of a torch.distributed job) adds a "ranks" tab: the rank x phase
 panel, once the ranks' first sampled steps have been gathered.
@@ -54,7 +56,7 @@ class Dashboard(ipywidgets.VBox):
             heatmap.observe(self._flame_step, ["selected_step"])
         if histogram is not None:
             self.links.append(traitlets.link((heatmap, "selected_tensor"), (histogram, "tensor")))
-            histogram.observe(lambda _change: self.refresh(), ["tensor"])
+            self.links.append(ipywidgets.jslink((heatmap, "selected_tensor"), (histogram, "tensor")))
         self.refresh()
 
     def _follow_step(self, _change: Any = None) -> None:
@@ -90,8 +92,8 @@ class Dashboard(ipywidgets.VBox):
                 self.tabs.selected_index = 0
         if tuple(self.tabs.titles) != titles:
             self.tabs.titles = titles
-        shown = self.histogram is not None and self.histogram.tensor
-        top = (self.heatmap, self.histogram) if shown else (self.heatmap,)
+        # the histogram panel is always there (it hides itself while no tensor is selected)
+        top = (self.heatmap,) if self.histogram is None else (self.heatmap, self.histogram)
         want = top + (self.tabs,) if kids else top
         if tuple(self.children) != want:
             self.children = want

@@ -55,8 +55,11 @@ class HistogramWidget(SeriesWidget):
     _esm = load_esm("histogram")
 
     title = traitlets.Unicode("log2|g| histogram over steps").tag(sync=True)
-    #: name of the tensor shown ("" = none)
+    #: name of the tensor asked for ("" = none: the panel hides)
     tensor = traitlets.Unicode("").tag(sync=True)
+    #: name of the tensor whose columns are held (differs from ``tensor`` until the kernel answers:
+    #: a click while a cell runs is handled when the cell ends)
+    shown = traitlets.Unicode("").tag(sync=True)
     numel = traitlets.Int(0).tag(sync=True)
     shape = traitlets.List(traitlets.Int()).tag(sync=True)
 
@@ -73,6 +76,7 @@ class HistogramWidget(SeriesWidget):
             self.series.reset(len(HIST_STATS), len(self.rows))
             if self.tensor != tensor:
                 self.tensor = str(tensor)
+            self.shown = str(tensor)
             self.numel = int(numel)
             self.shape = [int(d) for d in shape]
         self.append(steps, planes)

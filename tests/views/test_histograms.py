@@ -107,3 +107,34 @@ def test_counts_beyond_float32_reach_the_widget_exactly():
     got = view.widget.counts()
     assert got[:, 20].tolist() == [big, big + 1, big + 2] and got[:, 21].tolist() == [2 * big, 2 * big - 1, 2 * big - 2]
     assert float(np.float32(big)) != big and not math.isnan(got.sum())
+
+
+MAGIC_SETUP = ("import torch\nfrom torch import nn\nmodel = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 1))\n"
+               "opt = torch.optim.SGD(model.parameters(), lr=0.1)")
+MAGIC_TRAIN = """
+for i in range(6):
+    opt.zero_grad()
+    model(torch.randn(4, 3)).pow(2).mean().backward()
+    opt.step()
+"""
+
+
+def test_magic_histogram_option_follows_a_tensor_from_the_first_step():
+    from IPython.core.error import UsageError
+    from IPython.testing.globalipapp import start_ipython
+    import IPython
+
+    ip = start_ipython() or IPython.get_ipython()
+    ip.run_line_magic("load_ext", "dsnotebook")
+    ip.run_cell(MAGIC_SETUP)
+    ip.run_cell_magic("deepseek_trace", "--histogram 2.weight", MAGIC_TRAIN)
+    tracer = ip.user_ns["_trace"]
+    h = tracer.dashboard.histogram
+    assert h.tensor == h.shown == "2.weight" and h.steps == tracer.run.steps == list(range(6))
+    np.testing.assert_array_equal(h.counts()[:, :HIST_BINS].sum(axis=1), np.full(6, 5))
+    for line, message in (("--histogram nope", "has no tensor 'nope' (e.g. 0.weight, 0.bias"),
+                          ("--histogram 0.weight --no-widget", "drop --no-graph")):
+        ip.user_ns.pop("_trace", None)
+        with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+            ip.run_cell_magic("deepseek_trace", line, MAGIC_TRAIN)
+        assert "_trace" not in ip.user_ns  # refused before anything was hooked

@@ -16,7 +16,7 @@ export const CSS = `
 .dsn-hist-canvas { display: block; cursor: crosshair; }
 .dsn-hist-empty { color: var(--jp-ui-font-color2, rgba(0,0,0,.6)); font-size: var(--jp-ui-font-size0, 11px);
   padding: 4px 0; }
-.dsn-histogram .dsn-tooltip { position: absolute; z-index: 10; pointer-events: none; display: none; max-width: 420px;
+.dsn-hist-tooltip { position: absolute; z-index: 10; pointer-events: none; display: none; max-width: 420px;
   background: var(--jp-layout-color1, #fff); color: var(--jp-ui-font-color1, #222);
   border: 1px solid var(--jp-border-color1, #bdbdbd); border-radius: 4px; padding: 4px 7px;
   box-shadow: 0 2px 6px rgba(0,0,0,.25); font-size: var(--jp-ui-font-size0, 11px); line-height: 1.35;

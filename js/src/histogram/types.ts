@@ -12,6 +12,7 @@ export interface Model extends SeriesModel {
   title: string;
   status: string;
   tensor: string;
+  shown: string; // the tensor whose columns are held (the kernel answers a click when it is free)
   numel: number;
   shape: number[];
   lut: DataView;

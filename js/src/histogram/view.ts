@@ -33,11 +33,11 @@ export function createRender(store: SeriesStore): Render<Model> {
     close.type = "button";
     close.title = "close the histogram";
     header.append(title, tensor, info, status, close);
-    const empty = text("div", "dsn-hist-empty", "click a row of the heatmap to see that tensor's histogram over steps");
+    const empty = text("div", "dsn-hist-empty", "");
     const wrap = el("div", "dsn-hist-wrap");
     const canvas = el("canvas", "dsn-hist-canvas");
     canvas.setAttribute("role", "img");
-    const tooltip = el("div", "dsn-tooltip");
+    const tooltip = el("div", "dsn-hist-tooltip");
     wrap.append(canvas, tooltip);
     root.append(style, header, empty, wrap);
     host.appendChild(root);
@@ -50,14 +50,18 @@ export function createRender(store: SeriesStore): Render<Model> {
 
     const syncText = () => {
       const name = model.get("tensor") || "";
+      const ready = name !== "" && name === (model.get("shown") || "");
       title.textContent = model.get("title") || "";
       tensor.textContent = name;
       const numel = model.get("numel") || 0;
-      info.textContent = name ? `${shapeText(model.get("shape"))} ${numel ? `(${formatCount(numel)} elements)` : ""}`.trim() : "";
-      status.textContent = model.get("status") || "";
-      empty.style.display = name ? "none" : "";
-      wrap.style.display = name ? "" : "none";
+      info.textContent = ready ? `${shapeText(model.get("shape"))} ${numel ? `(${formatCount(numel)} elements)` : ""}`.trim() : "";
+      status.textContent = ready ? model.get("status") || "" : "";
+      empty.textContent = "waiting for the kernel: a running cell delays the data until it ends";
+      empty.style.display = name && !ready ? "" : "none";
+      wrap.style.display = ready ? "" : "none";
+      root.style.display = name ? "" : "none";
       root.dataset.tensor = name;
+      root.dataset.ready = String(ready);
     };
 
     const draw = () => {
@@ -159,7 +163,7 @@ export function createRender(store: SeriesStore): Render<Model> {
     canvas.addEventListener("mousemove", onMove);
     canvas.addEventListener("mouseleave", onLeave);
     close.addEventListener("click", onClose);
-    const events = ["change:tensor", "change:numel", "change:shape", "change:status", "change:title"];
+    const events = ["change:tensor", "change:shown", "change:numel", "change:shape", "change:status", "change:title"];
     for (const ev of events) model.on(ev, onText);
     for (const ev of ["change:lut", "change:mark_color", "change:rows"]) model.on(ev, schedule);
     const unsubscribe = store.subscribe(schedule);
