@@ -6,7 +6,7 @@ from typing import Any
 from dsnotebook.perf.hardware import HardwareProfile
 from dsnotebook.perf import measures
 from dsnotebook.advisor.context import AdviceContext
-from dsnotebook.advisor.settings import dataloader_workers
+from dsnotebook.advisor.settings import dataloader_workers, discrete_gpu
 from dsnotebook.advisor.suggestion import Suggestion
 from dsnotebook.advisor.variants import Variant, faster_loading
 
@@ -22,7 +22,7 @@ def data_loader_bound(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Sugg
     workers, why = dataloader_workers(hw)
     if workers < 2:  # the loop waits, so loading is not competing for compute: overlap it anyway
         workers, why = 2, f"the loop idles while loading, so 2 worker processes overlap it with compute"
-    pin = hw.device == "cuda"
+    pin = discrete_gpu(hw)  # unified memory (Apple, integrated GPUs): nothing to pin
     loader = ctx.data
     current = {"num_workers": getattr(loader, "num_workers", None), "pin_memory": getattr(loader, "pin_memory", None)}
     variant = Variant(f"DataLoader num_workers={workers}, pin_memory={pin}, prefetch_factor=4",
@@ -35,7 +35,7 @@ def data_loader_bound(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Sugg
         gain=f"up to x{1 / (1 - share):.2f} if loading fully overlaps compute",
         snippet=(f"loader = torch.utils.data.DataLoader(dataset, batch_size=..., shuffle=True,\n"
                  f"    num_workers={workers}, pin_memory={pin}, persistent_workers=True, prefetch_factor=4)"
-                 + ("\n# and move batches with x.to('cuda', non_blocking=True)" if pin else "")),
+                 + (f"\n# and move batches with x.to('{hw.device}', non_blocking=True)" if pin else "")),
         verify_hint="suggestion.verify(step_fn, data=loader): step_fn(batch) under the current loader vs the "
                     f"same loader with {workers} workers ({why})",
         variant=variant if loader is not None else None)

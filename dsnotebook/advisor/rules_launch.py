@@ -6,6 +6,7 @@ from typing import Any
 from dsnotebook.perf.hardware import HardwareProfile
 from dsnotebook.perf import measures
 from dsnotebook.advisor.context import AdviceContext
+from dsnotebook.advisor.settings import compile_helps
 from dsnotebook.advisor.suggestion import Suggestion
 from dsnotebook.advisor.variants import Variant, compile_in_place, set_optimizer_impl
 
@@ -38,7 +39,7 @@ def _launch_evidence(run: Any) -> dict[str, Any] | None:
 
 def compile_launch_bound(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggestion | None:
     s = ctx.settings(run)
-    if hw.device != "cuda" or s.get("compiled"):
+    if not compile_helps(hw) or s.get("compiled"):
         return None
     ev = _launch_evidence(run)
     if ev is None:
@@ -47,7 +48,8 @@ def compile_launch_bound(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> S
                if ctx.model is not None else None)
     return Suggestion(
         rule="compile", category="speed",
-        title="The step is launch-bound: fuse kernels with torch.compile (CUDA graphs for tiny steps)",
+        title="The step is launch-bound: fuse kernels with torch.compile"
+              + (" (CUDA graphs for tiny steps)" if hw.device == "cuda" else ""),
         evidence=ev,
         gain="x1.3-2 when many small kernels dominate; 'reduce-overhead' removes launch cost entirely",
         snippet="model.compile()                      # in place; or model = torch.compile(model)\n"

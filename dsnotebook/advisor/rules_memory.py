@@ -60,7 +60,7 @@ def gradient_checkpointing(run: Any, hw: HardwareProfile, ctx: AdviceContext) ->
 def batch_headroom(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggestion | None:
     mem = measures.memory(run)
     peak, total = mem.get("peak_allocated"), hw.gpu_memory_bytes
-    if hw.device != "cuda" or not peak or not total or peak / total >= HEADROOM:
+    if hw.device not in ("cuda", "xpu", "mps") or not peak or not total or peak / total >= HEADROOM:
         return None
     factor = 2
     while peak * factor * 2 < 0.8 * total and factor < 8:
@@ -73,7 +73,9 @@ def batch_headroom(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggest
             d, batch_size=d.batch_size * f), work_scale=float(factor))
     return Suggestion(
         rule="batch_size", category="speed",
-        title=f"Peak memory is {100 * peak / total:.0f}% of the GPU: a {factor}x larger batch fits",
+        title=f"Peak memory is {100 * peak / total:.0f}% of "
+              + ("what Metal lets this process use" if hw.device == "mps" else "the GPU")
+              + f": a {factor}x larger batch fits",
         evidence={"peak_allocated_gb": round(peak / 2**30, 2), "gpu_memory_gb": round(total / 2**30, 1),
                   "batch_size": bs},
         gain="higher throughput per sample when the GPU is under-occupied (scale the LR with the batch)",

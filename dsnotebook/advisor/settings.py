@@ -5,6 +5,11 @@
 The choice follows the hardware: bf16 where the GPU has bf16 tensor cores (Ampere, sm_80,
 and newer), fp16 with a GradScaler on Volta/Turing, TF32 matmuls on Ampere+, channels_last
 for conv nets on tensor-core GPUs, DataLoader workers from the CPU cores each GPU gets.
+Beyond NVIDIA: AMD GPUs by gfx architecture (bf16 on matrix-core GPUs, TF32 only where torch
+maps it to hipBLASLt's xf32, never cudnn.benchmark: under ROCm it means MIOpen's exhaustive
+search), Apple GPUs through MPS (bf16 autocast without a GradScaler on torch >= 2.6 and
+macOS 14, no TF32, no pinned memory: the memory is unified), Intel GPUs through XPU (bf16
+and TF32 where the device has XMX/DPAS, TF32 through oneDNN's precision settings).
 
 >>> hw = detect_gpu(); hw
 >>> s = hw.get_optimal_settings(model); s          # readable table with reasons
@@ -25,8 +30,37 @@ from dsnotebook.perf import hardware
 from dsnotebook.perf.hardware import HardwareProfile, has_conv, yes_no
 
 
+def torch_at_least(hw: HardwareProfile, version: tuple[int, int]) -> bool:
+    """Whether the profiled machine's torch is at least ``version`` (major, minor)."""
+    parts = []
+    for p in hw.torch_version.split("+")[0].split(".")[:2]:
+        digits = "".join(c for c in p if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts) >= version
+
+
+def _mps_autocast(hw: HardwareProfile) -> tuple[torch.dtype | None, bool, str]:
+    if hw.bf16 and torch_at_least(hw, (2, 6)):
+        return (torch.bfloat16, False, "MPS has bf16 autocast (torch >= 2.6, macOS 14+): fp32 range, no loss "
+                                       "scaling; halves activation memory")
+    if torch_at_least(hw, (2, 8)):
+        return torch.float16, True, "MPS without bf16 (macOS 13): fp16 autocast with torch.amp.GradScaler('mps')"
+    return None, False, ("fp16 autocast on MPS needs a GradScaler (torch >= 2.8), bf16 autocast needs torch >= 2.6 "
+                         "and macOS 14: upgrade torch first")
+
+
 def autocast_choice(hw: HardwareProfile) -> tuple[torch.dtype | None, bool, str]:
     """(dtype, needs GradScaler, reason) for mixed precision on this machine."""
+    if hw.device == "mps":
+        return _mps_autocast(hw)
+    if hw.vendor == "amd":
+        if hw.bf16:
+            return torch.bfloat16, False, f"{hw.arch} has bf16 matrix cores: fp32 range, no loss scaling"
+        return torch.float16, True, f"{hw.arch} has fast fp16 (packed math) but no bf16 hardware: fp16 + GradScaler"
+    if hw.device == "xpu":
+        if hw.bf16:
+            return torch.bfloat16, False, "Intel GPU with XMX (DPAS): bf16 matmuls are native, no loss scaling"
+        return None, False, "Intel GPU without XMX: autocast would gain little"
     if hw.device == "cuda":
         cc = hw.compute_capability or (0, 0)
         if hw.bf16:
@@ -39,13 +73,70 @@ def autocast_choice(hw: HardwareProfile) -> tuple[torch.dtype | None, bool, str]
     return None, False, "CPU without native bf16 math: autocast would emulate it (slower)"
 
 
+def discrete_gpu(hw: HardwareProfile) -> bool:
+    """A GPU with its own memory: host->device copies benefit from pinned memory."""
+    return hw.device in ("cuda", "xpu") and not hw.unified_memory
+
+
+def channels_last_helps(hw: HardwareProfile) -> bool:
+    """NHWC convolutions pay off: NVIDIA tensor cores (Volta+), oneDNN on Intel GPUs with XMX.
+    Not MPS, and not AMD, where MIOpen's NHWC kernels are not generally faster."""
+    if hw.nvidia:
+        return (hw.compute_capability or (0, 0)) >= (7, 0)
+    return hw.device == "xpu" and hw.bf16
+
+
+def compile_helps(hw: HardwareProfile) -> bool:
+    """torch.compile's GPU backend (Triton) is mature here: NVIDIA Volta+, AMD CDNA2+/RDNA3+, Intel XPU.
+    Inductor's MPS backend is still a prototype."""
+    if hw.nvidia:
+        return (hw.compute_capability or (0, 0)) >= (7, 0)
+    if hw.vendor == "amd":
+        return (hw.arch or "").startswith(("gfx90a", "gfx94", "gfx95", "gfx11", "gfx12"))
+    return hw.device == "xpu"
+
+
+def fused_optimizer_helps(hw: HardwareProfile) -> bool:
+    """Fused optimizer kernels exist for this GPU type (torch's own list: CUDA/ROCm, XPU, MPS)."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        supported = set(_get_fused_kernels_supported_devices())
+    except Exception:
+        supported = {"cuda"}
+    return hw.device != "cpu" and hw.device in supported
+
+
 def dataloader_workers(hw: HardwareProfile) -> tuple[int, str]:
-    if hw.device == "cuda":
+    if hw.device == "mps":
+        n = max(1, min(4, hw.cpu_cores // 2))
+        return n, (f"{hw.cpu_cores} cores shared with the GPU's memory: {n} loader processes (macOS spawns them: "
+                   "keep them persistent)")
+    if hw.device in ("cuda", "xpu"):
         per_gpu = max(1, hw.cpu_cores // max(1, hw.gpu_count))
         n = max(1, min(8, per_gpu - 1))
         return n, f"{hw.cpu_cores} cores for {hw.gpu_count} GPU(s): {n} loader processes each, one core for the loop"
     n = max(0, min(4, hw.cpu_cores // 4))
     return n, f"CPU training uses the cores for compute too: {n} of {hw.cpu_cores} cores for loading"
+
+
+def _tf32_reason(hw: HardwareProfile) -> str:
+    if not hw.tf32:
+        return {"mps": "no TF32 on Apple GPUs", "cpu": "no TF32 on this device"}.get(
+            hw.device, f"no TF32 on {hw.arch or hw.gpu_name or hw.device}")
+    if hw.vendor == "amd":
+        return f"{hw.arch}: fp32 GEMMs through hipBLASLt's xf32 when TF32 is allowed"
+    if hw.device == "xpu":
+        return "XMX runs fp32 matmuls/convs in TF32 through oneDNN (torch.set_float32_matmul_precision('high'))"
+    return "Ampere+ runs fp32 matmuls/convs on tensor cores with TF32 (10-bit mantissa)"
+
+
+def _benchmark_reason(hw: HardwareProfile) -> str:
+    if hw.nvidia:
+        return "fixed input shapes: let cuDNN pick the fastest conv algorithm"
+    if hw.vendor == "amd":
+        return "off: under ROCm it switches MIOpen to exhaustive search, minutes of tuning per new shape"
+    return "no cuDNN on this device" if hw.device != "cpu" else "CPU"
 
 
 @dataclass
@@ -85,7 +176,8 @@ class OptimalSettings:
         return torch.amp.GradScaler(self.device) if self.grad_scaler else None
 
     def apply(self, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None) -> Callable[[], None]:
-        """Set TF32/cudnn flags, channels_last on ``model``, fused optimizer kernels; returns ``undo``,
+        """Set TF32 (CUDA/ROCm: cuBLAS/cuDNN flags; XPU: oneDNN's) and cudnn flags, channels_last on
+        ``model``, fused optimizer kernels; returns ``undo``,
         which puts every flag, memory format and optimizer setting back exactly as it was.
 
         Autocast is a context (:meth:`autocast`) and DataLoader settings are arguments
@@ -94,7 +186,7 @@ class OptimalSettings:
         """
         undos = []
         if self.tf32:
-            undos.append(variants.set_tf32(True))
+            undos.append(variants.set_tf32(True, device=self.device))
         if self.cudnn_benchmark:
             undos.append(variants.set_cudnn_benchmark(True))
         if model is not None and self.channels_last and has_conv(model):
@@ -127,28 +219,31 @@ class OptimalSettings:
 def optimal_settings(hw: HardwareProfile, model: nn.Module | None = None) -> OptimalSettings:
     dtype, scaler, why_amp = autocast_choice(hw)
     workers, why_workers = dataloader_workers(hw)
-    cuda = hw.device == "cuda"
-    cc = hw.compute_capability or (0, 0)
     conv = has_conv(model)
-    channels_last = cuda and cc >= (7, 0) and (model is None or conv)
+    channels_last = channels_last_helps(hw) and (model is None or conv)
+    pin = discrete_gpu(hw)
+    compiled = compile_helps(hw)
+    fused = fused_optimizer_helps(hw)
     reasons = {
         "autocast": why_amp,
         "grad_scaler": "fp16 gradients underflow without loss scaling" if scaler else "not needed",
-        "tf32": "Ampere+ runs fp32 matmuls/convs on tensor cores with TF32 (10-bit mantissa)" if hw.tf32
-        else "no TF32 on this device",
-        "cudnn_benchmark": "fixed input shapes: let cuDNN pick the fastest conv algorithm" if cuda else "CPU",
-        "channels_last": ("NHWC convs use tensor cores without transposes" if channels_last else
-                          "no conv layers" if model is not None and not conv else "needs a tensor-core GPU"),
-        "compile": "fuses elementwise ops and cuts kernel launches (first steps compile)" if cuda and cc >= (7, 0)
-        else "on CPU/older GPUs compile time rarely pays off in a notebook",
-        "num_workers": why_workers + ("; pinned memory for async host-to-device copies" if cuda else ""),
-        "fused_optimizer": "one fused kernel per parameter group instead of one per tensor" if cuda
+        "tf32": _tf32_reason(hw),
+        "cudnn_benchmark": _benchmark_reason(hw),
+        "channels_last": ("NHWC convs run without layout transposes" if channels_last else
+                          "no conv layers" if model is not None and not conv else
+                          "no gain from NHWC convolutions on this device"),
+        "compile": "fuses elementwise ops and cuts kernel launches (first steps compile)" if compiled
+        else ("Inductor's MPS backend is a prototype" if hw.device == "mps"
+              else "on CPU/older GPUs compile time rarely pays off in a notebook"),
+        "num_workers": why_workers + ("; pinned memory for async host-to-device copies" if pin else
+                                      "; unified memory: nothing to pin" if hw.unified_memory else ""),
+        "fused_optimizer": "one fused kernel per parameter group instead of one per tensor" if fused
         else "foreach (torch's CPU default) is already multi-tensor",
     }
     return OptimalSettings(device=hw.device, autocast_dtype=dtype, grad_scaler=scaler, tf32=hw.tf32,
-                           cudnn_benchmark=cuda, channels_last=channels_last, compile=cuda and cc >= (7, 0),
-                           num_workers=workers, pin_memory=cuda, persistent_workers=workers > 0,
-                           fused_optimizer=cuda, reasons=reasons)
+                           cudnn_benchmark=hw.nvidia, channels_last=channels_last, compile=compiled,
+                           num_workers=workers, pin_memory=pin, persistent_workers=workers > 0,
+                           fused_optimizer=fused, reasons=reasons)
 
 
 class TuningProfile(HardwareProfile):

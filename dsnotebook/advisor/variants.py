@@ -22,7 +22,7 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator
 import torch
 from torch import nn
 
-from dsnotebook.perf.hardware import backend_flag
+from dsnotebook.perf.hardware import backend_flag, device_available
 
 Undo = Callable[[], None]
 
@@ -81,6 +81,7 @@ class PrecisionState:
     matmul_precision: str | None
     matmul_tf32: bool | None
     cudnn_tf32: bool | None
+    onednn_tf32: bool | None = None  # oneDNN's legacy flag (Intel GPUs; None on builds without XPU)
 
     @classmethod
     def capture(cls) -> "PrecisionState":
@@ -90,7 +91,7 @@ class PrecisionState:
             mm = None
         ops = {p: v for p in _FP32_PROPS if (v := backend_flag(p)) is not None}
         return cls(ops=ops, matmul_precision=mm, matmul_tf32=backend_flag("cuda.matmul.allow_tf32"),
-                   cudnn_tf32=backend_flag("cudnn.allow_tf32"))
+                   cudnn_tf32=backend_flag("cudnn.allow_tf32"), onednn_tf32=backend_flag("mkldnn.allow_tf32"))
 
     def restore(self) -> None:
         """Legacy flags first (their setters also write per-op values), then every per-op value."""
@@ -100,16 +101,24 @@ class PrecisionState:
             torch.backends.cuda.matmul.allow_tf32 = self.matmul_tf32
         if self.cudnn_tf32 is not None:
             torch.backends.cudnn.allow_tf32 = self.cudnn_tf32
+        if self.onednn_tf32 is not None:
+            torch.backends.mkldnn.allow_tf32 = self.onednn_tf32
         for path, value in self.ops.items():
             obj, name = _backend_attr(path)
             setattr(obj, name, value)
 
 
-def set_tf32(on: bool) -> Undo:
-    """TF32 for fp32 CUDA matmuls and cuDNN convolutions/RNNs on (or off); ``undo`` restores the exact prior state.
+def set_tf32(on: bool, device: str = "cuda") -> Undo:
+    """TF32 for fp32 matmuls and convolutions/RNNs on (or off); ``undo`` restores the exact prior state.
 
-    The per-op values (``fp32_precision``) are set where torch has them; the legacy flags are
-    moved along only where they disagree, so readers of either API see the change and none raises."""
+    ``device="cuda"``: cuBLAS and cuDNN (NVIDIA; under ROCm the same settings reach hipBLASLt);
+    ``"xpu"``: oneDNN on Intel GPUs.  The per-op values (``fp32_precision``) are set where torch
+    has them; the legacy flags are moved along only where they disagree, so readers of either
+    API see the change and none raises."""
+    if device == "xpu":
+        return _set_onednn_tf32(on)
+    if device != "cuda":
+        raise ValueError(f"TF32 exists for 'cuda' and 'xpu' devices, not {device!r}")
     before = PrecisionState.capture()
     if on and before.matmul_tf32 is False:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -123,6 +132,28 @@ def set_tf32(on: bool) -> Undo:
         for path in _TF32_OPS:
             obj, name = _backend_attr(path)
             setattr(obj, name, "tf32" if on else "ieee")
+    return before.restore
+
+
+_ONEDNN_OPS = ("mkldnn.matmul.fp32_precision", "mkldnn.conv.fp32_precision", "mkldnn.rnn.fp32_precision")
+
+
+def _set_onednn_tf32(on: bool) -> Undo:
+    """oneDNN (Intel GPUs): ``set_float32_matmul_precision("high")`` where the user left the default
+    (it keeps every reader agreeing), per-op values for convolutions/RNNs (a user's bf16 kept), or
+    the legacy oneDNN flag on a torch without per-op values."""
+    before = PrecisionState.capture()
+    if on and before.matmul_precision == "highest":
+        torch.set_float32_matmul_precision("high")
+    elif not on and before.matmul_precision == "high":
+        torch.set_float32_matmul_precision("highest")
+    if before.ops:
+        for path in _ONEDNN_OPS:
+            if path in before.ops and before.ops[path] != "bf16":
+                obj, name = _backend_attr(path)
+                setattr(obj, name, "tf32" if on else "ieee")
+    elif before.onednn_tf32 is not None:
+        torch.backends.mkldnn.allow_tf32 = on
     return before.restore
 
 
@@ -325,7 +356,7 @@ class Prefetcher:
 
 def faster_loading(num_workers: int, pin_memory: bool) -> Callable[[Any], Any]:
     """make_data for the data-loader rule: worker processes for a DataLoader, a prefetch thread otherwise."""
-    pin_memory = pin_memory and torch.cuda.is_available()  # advice made for a GPU, verified here
+    pin_memory = pin_memory and (device_available("cuda") or device_available("xpu"))  # advice made for a GPU
     num_workers = min(num_workers, max(2, os.cpu_count() or 1))  # verified on this machine's cores
 
     def make(data: Any) -> Any:

@@ -39,6 +39,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dsnotebook.core.clock import synchronize
+from dsnotebook.perf.hardware import device_available
 from dsnotebook.perf.memory import SavedTensorMeter
 from dsnotebook.advisor.variants import Variant, VerifyContext, loader_with
 
@@ -100,6 +102,9 @@ class TrainingState:
         self.training = {id(m): m.training for m in model.modules()}
         self.rng_cpu = torch.get_rng_state()
         self.rng_cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        # Apple and Intel GPUs draw dropout masks from their own generators
+        self.rng_mps = torch.mps.get_rng_state() if device_available("mps") else None
+        self.rng_xpu = torch.xpu.get_rng_state_all() if device_available("xpu") else None
         self.rng_py = random.getstate()
         try:
             import numpy as np
@@ -127,6 +132,10 @@ class TrainingState:
         torch.set_rng_state(self.rng_cpu)
         if self.rng_cuda is not None:
             torch.cuda.set_rng_state_all(self.rng_cuda)
+        if self.rng_mps is not None:
+            torch.mps.set_rng_state(self.rng_mps)
+        if self.rng_xpu is not None:
+            torch.xpu.set_rng_state_all(self.rng_xpu)
         random.setstate(self.rng_py)
         if self.rng_np is not None:
             import numpy as np
@@ -215,7 +224,8 @@ def verify_variant(variant: Variant, step_fn: Callable[..., Any], *, model: nn.M
     pairs = pairs or max(1, min(5, steps))
     block = max(1, steps // pairs)
     warmup = max(warmup, variant.min_warmup)
-    cuda = _device_of(model).type == "cuda"
+    device = _device_of(model)
+    cuda = device.type == "cuda"
     ctx = VerifyContext(model, optimizer, data)
     state = TrainingState(model, optimizer)
     total = 2 * (1 + pairs)
@@ -245,16 +255,15 @@ def verify_variant(variant: Variant, step_fn: Callable[..., Any], *, model: nn.M
                 try:
                     n = -(-n // arm.period) * arm.period
                     batch = arm.batch() if with_data else None
+                    synchronize(device)  # any GPU (CUDA/ROCm, MPS, XPU) runs asynchronously
                     if cuda:
-                        torch.cuda.synchronize()
                         torch.cuda.reset_peak_memory_stats()
                     losses = []
                     t0 = time.perf_counter()
                     for _ in range(n):
                         losses.append(_one_step(arm, step_fn, batch, with_data))
                         batch = arm.batch() if with_data else None
-                    if cuda:
-                        torch.cuda.synchronize()
+                    synchronize(device)
                     dt = (time.perf_counter() - t0) / n
                     if timed:
                         arm.times.append(dt)

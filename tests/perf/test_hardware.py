@@ -13,8 +13,9 @@ from torch import nn
 import dsnotebook
 from dsnotebook.advisor.settings import TuningProfile
 from dsnotebook.advisor.variants import PrecisionState
-from dsnotebook.perf.hardware import HardwareProfile, detect_gpu, tf32_enabled
+from dsnotebook.perf.hardware import HardwareProfile, amd_features, detect_gpu, tf32_enabled
 from fakes import cpu_profile, fake_gpu
+import simulated_devices
 
 
 def conv_net() -> nn.Module:
@@ -114,3 +115,84 @@ def test_detect_real_gpu():
     assert hw.device == "cuda" and hw.gpu_name == props.name and hw.sm_count == props.multi_processor_count
     assert hw.compute_capability == (props.major, props.minor) and hw.gpu_memory_bytes == props.total_memory
     assert hw.bf16 == torch.cuda.is_bf16_supported()
+
+
+# -- beyond NVIDIA: profiles built by detect_gpu() against simulated device probes --------------------
+def test_apple_m_series_through_mps():
+    hw = simulated_devices.apple()
+    assert (hw.device, hw.vendor, hw.gpu_name, hw.sm_count, hw.gpu_count) == ("mps", "apple", "Apple M3 Max", 40, 1)
+    assert hw.unified_memory and not hw.fp64 and hw.gpu_memory_bytes == 96 * 2**30
+    assert hw.bf16 and not hw.tf32 and not hw.fp8 and hw.compute_capability is None and hw.cudnn_version is None
+    assert not hw.nvidia and "unified memory" in repr(hw) and "no float64" in repr(hw)
+    assert not simulated_devices.apple(macos14=False).bf16  # MPS has bf16 from macOS 14 (Sonoma)
+
+
+def test_mi300x_through_rocm():
+    hw = simulated_devices.amd()
+    assert (hw.device, hw.vendor, hw.arch, hw.gpu_name) == ("cuda", "amd", "gfx942", "AMD Instinct MI300X")
+    assert hw.compute_capability is None  # ROCm's major/minor is not a CUDA compute capability
+    assert hw.bf16 and hw.tf32 and hw.fp8 and hw.fp64 and not hw.unified_memory
+    assert (hw.sm_count, hw.gpu_count, hw.gpu_memory_bytes) == (304, 8, 192 * 2**30)
+    assert hw.runtime == "ROCm 6.4.43482" and hw.cuda_version is None and not hw.nvidia
+    text = repr(hw)
+    assert "gfx942" in text and "304 CUs" in text and "sm_" not in text
+
+
+@pytest.mark.parametrize("arch,hip,bf16,tf32,fp8", [
+    ("gfx942:sramecc+:xnack-", "6.0", True, True, True),  # MI300X/A: xf32 and fp8 (FNUZ)
+    ("gfx90a:sramecc+:xnack-", "6.4", True, False, False),  # MI250X: bf16 matrix cores only
+    ("gfx908", "6.4", True, False, False),  # MI100
+    ("gfx906", "6.4", False, False, False),  # MI50: no matrix cores
+    ("gfx1030", "6.4", False, False, False),  # RDNA2
+    ("gfx1100", "6.4", True, False, False),  # RDNA3 WMMA
+    ("gfx1201", "6.2", True, False, False), ("gfx1201", "6.3", True, False, True),  # RDNA4: fp8 from ROCm 6.3
+    ("gfx950", "6.4", True, True, False), ("gfx950", "7.0", True, True, True),  # MI355X: fp8 from ROCm 6.5
+])
+def test_amd_features_by_architecture(arch, hip, bf16, tf32, fp8):
+    assert amd_features(arch, hip) == {"bf16": bf16, "tf32": tf32, "fp8": fp8}
+    hw = simulated_devices.amd(arch=arch, hip=hip)
+    assert (hw.bf16, hw.tf32, hw.fp8, hw.arch) == (bf16, tf32, fp8, arch.split(":")[0])
+
+
+def test_intel_gpus_through_xpu():
+    hw = simulated_devices.intel()
+    assert (hw.device, hw.vendor, hw.sm_count, hw.gpu_memory_bytes) == ("xpu", "intel", 128, 128 * 2**30)
+    assert hw.bf16 and hw.tf32 and hw.fp64 and not hw.fp8 and not hw.unified_memory
+    assert "Max 1550" in repr(hw) and "Xe-cores" in repr(hw)
+    arc = simulated_devices.arc_a770()
+    assert arc.bf16 and not arc.tf32 and not arc.fp64 and "no float64" in repr(arc)
+    igpu = simulated_devices.intel(name="Intel(R) Graphics", dpas=False, dpas_tf32=False, integrated=True)
+    assert not igpu.bf16 and igpu.unified_memory
+
+
+@pytest.mark.parametrize("make", [simulated_devices.apple, simulated_devices.amd, simulated_devices.intel])
+def test_profiles_round_trip_through_run_metadata(make):
+    from dsnotebook import Run
+    from dsnotebook.advisor import hardware_of
+
+    hw = make()
+    d = json.loads(json.dumps(hw.to_dict()))
+    assert hardware_of(Run([], {"hardware_profile": d})) == hw
+
+
+def test_profiles_recorded_before_vendors_still_load():
+    from dsnotebook import Run
+    from dsnotebook.advisor import hardware_of
+
+    old = {k: v for k, v in fake_gpu().to_dict().items()
+           if k not in ("vendor", "arch", "unified_memory", "fp64", "runtime")}
+    hw = hardware_of(Run([], {"hardware_profile": old}))
+    assert hw.nvidia and hw.fp64 and hw.get_optimal_settings().cudnn_benchmark
+
+
+def test_detection_touches_nothing_when_no_gpu_is_there():
+    """The simulations are scoped: afterwards this machine is a CPU machine again."""
+    simulated_devices.amd()
+    simulated_devices.apple()
+    assert torch.version.hip is None and detect_gpu().device == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_tf32_reading_per_device():
+    assert not tf32_enabled("matmul", "mps") and not tf32_enabled("conv", "cpu")
+    with pytest.raises(ValueError):
+        tf32_enabled("rnn")
