@@ -64,7 +64,7 @@ def panel_state(run: Any) -> dict[str, Any]:
 
 def show(widget: Any, run: Any) -> None:
     """Put ``run``'s per-rank numbers into a RanksWidget."""
-    widget.set_state(panel_state(run))
+    widget.set_data(panel_state(run))
 
 
 def rank_text(run: Any) -> str:

@@ -40,11 +40,14 @@ class RanksWidget(anywidget.AnyWidget):
 
     STATE = ("ranks", "columns", "matrix", "skew", "scores", "excess", "straggler", "steps")
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Set the data traits in one message; only those that changed are sent."""
+    def set_data(self, state: dict[str, Any]) -> None:
+        """Set the data traits in one message; only those that changed are sent.
+
+        (Not ``set_state``: ipywidgets applies the browser's updates, a click's ``selected_rank``
+        among them, through ``Widget.set_state``.)"""
         unknown = set(state) - set(self.STATE)
         if unknown:
-            raise KeyError(f"RanksWidget.set_state: unknown keys {sorted(unknown)}; expected some of {self.STATE}")
+            raise KeyError(f"RanksWidget.set_data: unknown keys {sorted(unknown)}; expected some of {self.STATE}")
         with self.hold_sync():
             for k, v in state.items():
                 if getattr(self, k) != v:

@@ -47,10 +47,19 @@ def test_an_empty_run_gives_an_empty_panel():
     st = panel_state(_run())
     assert st["ranks"] == [] and st["straggler"] == -1 and rank_text(_run()) == ""
     w = RanksWidget()
-    w.set_state(st)
+    w.set_data(st)
     assert not w.has_data
     with pytest.raises(KeyError, match="unknown keys"):
-        w.set_state({"nope": 1})
+        w.set_data({"nope": 1})
+
+
+def test_a_click_from_the_browser_reaches_python():
+    # ipywidgets applies browser updates through Widget.set_state: the panel must not shadow it
+    w = RanksWidget()
+    w.set_data({"ranks": [0, 1]})
+    w._handle_msg({"content": {"data": {"method": "update", "state": {"selected_rank": 1}, "buffer_paths": []}},
+                   "buffers": []})
+    assert w.selected_rank == 1 and w.ranks == [0, 1]
 
 
 def test_the_dashboard_grows_a_ranks_tab_when_the_ranks_phases_arrive():

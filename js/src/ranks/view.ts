@@ -15,7 +15,8 @@ const STYLE = `
 .dsn-ranks-grid { display: grid; gap: 1px; align-items: stretch; font-size: var(--jp-ui-font-size0, 12px);
   font-variant-numeric: tabular-nums; max-width: 980px; }
 .dsn-ranks-grid > div { padding: 3px 6px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-.dsn-ranks-head { font-weight: 600; border-bottom: 2px solid var(--jp-border-color2, #ddd); }
+.dsn-ranks-grid > .dsn-ranks-head { font-weight: 600; border-bottom: 2px solid var(--jp-border-color2, #ddd);
+  white-space: normal; align-self: end; }
 .dsn-ranks-rank { font-weight: 600; cursor: pointer; }
 .dsn-ranks-cell { text-align: right; cursor: pointer; }
 .dsn-ranks-row-straggler { color: #b3261e; }
