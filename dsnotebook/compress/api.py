@@ -228,8 +228,8 @@ def _worse(r: Any, metric: str, higher_is_better: bool, tolerance: float, n: int
         out.append(("size", f"bigger than the original ({r['size_ratio']:.2f}x the serialized bytes)"))
     for b, label in (("b1", "batch 1"), ("bN", f"batch {n}")):
         if r[f"verdict_{b}"] == "slower" and not (b == "bN" and n == 1):
-            out.append((b, f"slower than the original at {label} (x{r[f'speedup_{b}']:.2f} speed, quartiles "
-                           f"x{r[f'speedup_{b}_lo']:.2f}-x{r[f'speedup_{b}_hi']:.2f})"))
+            out.append((b, f"slower than the original at {label} (x{r[f'speedup_{b}']:.3g} speed, quartiles "
+                           f"x{r[f'speedup_{b}_lo']:.3g}-x{r[f'speedup_{b}_hi']:.3g})"))
     delta = r[f"{metric}_delta"]
     if has_metric and delta == delta and (delta if higher_is_better else -delta) < -tolerance:
         out.append(("metric", f"{metric} {r[metric] - delta:.4g} -> {r[metric]:.4g} ({delta:+.4g})"))

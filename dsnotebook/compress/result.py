@@ -131,4 +131,4 @@ def _speed(r: Any, b: str) -> str:
     if v != v:
         return "-"
     mark = {"faster": "+", "slower": "!", "same": "~"}.get(r[f"verdict_{b}"], "")
-    return f"x{v:.2f}{mark}"
+    return f"x{v:.2f}{mark}" if v >= 0.1 else f"x{v:.2g}{mark}"

@@ -38,6 +38,7 @@ test("speed, delta and time text", () => {
   assert.equal(speedText(0.5, 0.4, 0.6, "slower"), "×0.50 slower [0.40–0.60]");
   assert.equal(speedText(1, 1, 1, "baseline"), "baseline");
   assert.equal(speedText(null, null, null, ""), "");
+  assert.equal(speedText(0.0033, 0.0031, 0.0035, "slower"), "×0.0033 slower [0.0031–0.0035]");
   assert.equal(deltaText(-0.0279), "−0.028");
   assert.equal(deltaText(0.5), "+0.50");
   assert.equal(deltaText(0), "±0");

@@ -41,8 +41,13 @@ export function tone(row: Row, m: Measure, isBase: boolean): Tone {
   return "same";
 }
 
+/** A ratio with two decimals, or two significant digits below 0.1 (×0.0033, not ×0.00). */
+export function ratioNum(v: number): string {
+  return Math.abs(v) >= 0.1 || v === 0 ? v.toFixed(2) : v.toPrecision(2);
+}
+
 export function ratioText(v: number | null | undefined): string {
-  return finite(v) ? `×${v.toFixed(2)}` : "–";
+  return finite(v) ? `×${ratioNum(v)}` : "–";
 }
 
 /** "×2.81 faster [2.1–3.0]", "×0.54 slower [...]", "×1.02 ≈ [...]" (speed-up vs the original). */
@@ -50,8 +55,8 @@ export function speedText(speedup: number | null, lo: number | null, hi: number 
   if (!finite(speedup)) return "";
   if (verdict === "baseline") return "baseline";
   const word = verdict === "faster" ? " faster" : verdict === "slower" ? " slower" : " ≈";
-  const range = finite(lo) && finite(hi) ? ` [${lo.toFixed(2)}–${hi.toFixed(2)}]` : "";
-  return `×${speedup.toFixed(2)}${word}${range}`;
+  const range = finite(lo) && finite(hi) ? ` [${ratioNum(lo)}–${ratioNum(hi)}]` : "";
+  return `×${ratioNum(speedup)}${word}${range}`;
 }
 
 export function deltaText(d: number | null | undefined): string {

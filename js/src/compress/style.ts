@@ -5,6 +5,7 @@ export const STYLE = `
 .dsn-cmp-title { font-weight: 600; margin-bottom: 4px; }
 .dsn-cmp-statusline { color: var(--jp-brand-color1, #1976d2); font-size: var(--jp-ui-font-size0, 12px); margin-bottom: 4px; }
 .dsn-cmp-empty { color: var(--jp-ui-font-color2, #777); font-style: italic; }
+.dsn-cmp-scroll { overflow-x: auto; max-width: 100%; }
 .dsn-cmp-table { border-collapse: collapse; font-size: var(--jp-ui-font-size0, 12px); }
 .dsn-cmp-table th { text-align: left; font-weight: 600; padding: 3px 8px; border-bottom: 1px solid var(--jp-border-color1, #bdbdbd);
   white-space: nowrap; }
@@ -12,13 +13,14 @@ export const STYLE = `
 .dsn-cmp-warnrow td { border-bottom: 1px solid var(--jp-border-color2, #e8e8e8); }
 .dsn-cmp-row[data-worse] td { border-bottom: none; }
 .dsn-cmp-chosen { background: rgba(25, 118, 210, .08); }
-.dsn-cmp-name { font-weight: 600; overflow-wrap: anywhere; max-width: 220px; }
-.dsn-cmp-backend, .dsn-cmp-status { color: var(--jp-ui-font-color2, #777); font-size: 11px; max-width: 220px; overflow-wrap: anywhere; }
+.dsn-cmp-method { min-width: 150px; max-width: 220px; }
+.dsn-cmp-name { font-weight: 600; overflow-wrap: break-word; }
+.dsn-cmp-backend, .dsn-cmp-status { color: var(--jp-ui-font-color2, #777); font-size: 11px; overflow-wrap: break-word; }
 .dsn-cmp-status { color: #9a3412; }
 .dsn-cmp-notes { font-size: 11px; color: var(--jp-ui-font-color2, #666); max-width: 260px; }
 .dsn-cmp-notes summary { cursor: pointer; }
-.dsn-cmp-cell { min-width: 130px; }
-.dsn-cmp-track { height: 9px; width: 120px; background: var(--jp-layout-color2, #eee); border-radius: 2px; overflow: hidden; }
+.dsn-cmp-cell { min-width: 110px; }
+.dsn-cmp-track { height: 9px; width: 100px; background: var(--jp-layout-color2, #eee); border-radius: 2px; overflow: hidden; }
 .dsn-cmp-bar { height: 100%; }
 .dsn-cmp-base { background: #9e9e9e; }
 .dsn-cmp-better { background: #3a9d5d; }
@@ -26,7 +28,7 @@ export const STYLE = `
 .dsn-cmp-worse { background: #e0822b; }
 .dsn-cmp-sensbar { background: #c0392b; }
 .dsn-cmp-val { white-space: nowrap; font-variant-numeric: tabular-nums; margin-top: 1px; }
-.dsn-cmp-sub { margin-left: 6px; color: var(--jp-ui-font-color2, #666); }
+.dsn-cmp-sub { display: block; color: var(--jp-ui-font-color2, #666); font-size: 11px; white-space: normal; max-width: 120px; }
 .dsn-cmp-better-text { color: #19652c; }
 .dsn-cmp-worse-text { color: #b45309; font-weight: 600; }
 .dsn-cmp-num { font-variant-numeric: tabular-nums; white-space: nowrap; }

@@ -107,5 +107,7 @@ export function buildTable(get: Get, choose: (method: string) => void): HTMLElem
     }
   });
   table.append(thead, body);
-  return table;
+  const scroll = el("div", "dsn-cmp-scroll");
+  scroll.appendChild(table);
+  return scroll;
 }
