@@ -63,7 +63,7 @@ export const render: Render<Model> = ({ model, el: host }) => {
     const parts: Element[] = [css(STYLE), head, line];
     if (ranks.length) {
       const grid = el("div", "dsn-ranks-grid");
-      grid.style.gridTemplateColumns = `minmax(60px, auto) repeat(${cols.length}, minmax(64px, 1fr)) minmax(120px, 1.4fr)`;
+      grid.style.gridTemplateColumns = `minmax(60px, auto) repeat(${cols.length}, minmax(min-content, 1fr)) minmax(120px, 1.4fr)`;
       grid.appendChild(text("div", "dsn-ranks-head", "rank"));
       for (const [, label] of cols) grid.appendChild(text("div", "dsn-ranks-head dsn-ranks-cell", label));
       grid.appendChild(text("div", "dsn-ranks-head", "straggler score"));
