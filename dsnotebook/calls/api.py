@@ -79,6 +79,7 @@ class FunctionTrace:
         if not callable(fn):
             raise TypeError(f"@trace needs a function or method, got {type(fn).__name__}")
         label = name or getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+        label = label.replace(".<locals>", "")  # outer.<locals>.inner -> outer.inner
         return wrap(fn, Site(label, "function", level, modules=modules, sample_every=every))
 
     def span(self, name: str, level: str | None = None) -> Span:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import torch
 
+from dsnotebook.calls.device import DEVICE
 from dsnotebook.calls.record import INFO, TRACE, Site
 from dsnotebook.calls.state import OVERHEAD, STATE, current
 
@@ -142,5 +143,9 @@ def calibrate(device: bool = False, ops: bool = False) -> None:
     finally:
         current.reset(outside)
         STATE.remove(sink)
+        pairs = [r.ev for r in sink.kept if r.ev is not None]
+        DEVICE.wait(pairs)
+        for pair in pairs:  # back to the pool
+            DEVICE.read(pair)
     key = "ops_calibration_s" if ops else "calibration_s"
     OVERHEAD.measured.update({key: time.perf_counter() - t_start, "calls_per_kind": N * REPS, "device_events": device})

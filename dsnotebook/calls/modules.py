@@ -47,11 +47,11 @@ class ModuleHooks:
         self.current: Callable[[], Call | None] = lambda: None
 
     # -- names ---------------------------------------------------------------------------
-    def name_model(self, model: nn.Module, authoritative: bool = True) -> None:
-        """Name every module of ``model`` by its path; a tracer's model is ``authoritative`` (its
-        paths are those the dataflow graph shows) and renames modules named before."""
+    def name_model(self, model: nn.Module, authoritative: bool = True, prefix: str = "") -> None:
+        """Name every module of ``model`` by its path (under ``prefix``); a tracer's model is
+        ``authoritative`` (its paths are those the dataflow graph shows) and renames modules named before."""
         for path, mod in named_modules(model):
-            name = path or type(mod).__name__
+            name = ".".join(p for p in (prefix, path) if p) or type(mod).__name__
             site = self._sites.get(mod)
             if site is None:
                 self._sites[mod] = Site(name, "module", 0)
@@ -65,9 +65,11 @@ class ModuleHooks:
             self.name_model(obj, authoritative=False)
 
     def site(self, module: nn.Module) -> Site:
+        """A module met for the first time is named with its submodules: ``Sequential``, ``Sequential.0``..."""
         site = self._sites.get(module)
         if site is None:
-            site = self._sites[module] = Site(type(module).__name__, "module", 0)
+            self.name_model(module, authoritative=False, prefix=type(module).__name__)
+            site = self._sites[module]
         return site
 
     # -- the hooks -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ import torch
 
 from dsnotebook.calls.device import DEVICE
 from dsnotebook.calls.record import Call
+from dsnotebook.calls.recorder import stats_by_device
 from dsnotebook.calls.rows import Collector, fetch_stats
 from dsnotebook.calls.state import OVERHEAD, STATE
 from dsnotebook.calls.wrap import HOOKS
@@ -43,6 +44,7 @@ class CallsProbe(Probe):
         self.origin = time.perf_counter()
         self.calls_seen = 0
         self._unread: list[Any] = []  # event pairs of calls not kept
+        self._backends: dict[torch.device, Any] = {}
 
     def attach(self, ctx: ProbeContext) -> None:
         super().attach(ctx)
@@ -75,7 +77,22 @@ class CallsProbe(Probe):
         self._collector.add(rec)
 
     def stats(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        return self.ctx.stats(tensors)
+        """The tracer's kind of backend, in an instance of our own: its buffers and plans are per tensor
+        layout, and the many layouts of traced calls must not evict the gradients' ones (nor
+        overwrite a result the backend reuses: a CuPy result is copied)."""
+        return stats_by_device(self._stats_for, tensors)
+
+    def _stats_for(self, device: torch.device) -> Any:
+        fn = self._backends.get(device)
+        if fn is None:
+            shared = self.ctx.backend(device)
+            try:
+                own = type(shared)()
+            except TypeError:  # a backend we cannot make a second of: the tracer's own
+                own = shared
+            exact = getattr(own, "grad_stats_exact", None)
+            fn = self._backends[device] = exact if exact is not None else (lambda ts: own.grad_stats(ts).clone())
+        return fn
 
     # -- the step clock ----------------------------------------------------------------------
     def before_forward(self, step: int) -> None:

@@ -37,10 +37,12 @@ class Call:
 
     ``cost`` is the instrumentation time spent outside the call's own [t0, t1] window (its
     wrapper, summaries, hook installation) and ``nested`` the same summed over every traced
-    call below it: the parent's reported wall time is corrected by both.
+    call below it: the parent's reported wall time is corrected by both.  ``skew`` is the
+    instrumentation time spent in its root call before it started (earlier siblings' and
+    ancestors' ``nested`` when it began, plus its own set-up): its start is shifted back by it.
     """
 
-    __slots__ = ("id", "parent", "site", "level", "depth", "step", "thread", "t0", "t1", "cost", "nested", "error",
+    __slots__ = ("id", "parent", "site", "level", "depth", "step", "thread", "t0", "t1", "cost", "nested", "skew", "error",
                  "ev", "hooks", "mods", "token", "inputs", "outputs", "stats", "ops")
 
     def __init__(self, cid: int, site: Site, level: int, parent: "Call | None", step: int | None, thread: int) -> None:
@@ -53,6 +55,7 @@ class Call:
         self.thread = thread
         self.cost = 0.0
         self.nested = 0.0
+        self.skew = 0.0 if parent is None else parent.skew + parent.nested
         self.error: str | None = None
         self.ev: Any = None  # (start, end) device events, or None
         self.hooks: "Call | None" = None if parent is None else parent.hooks  # who holds the module hooks

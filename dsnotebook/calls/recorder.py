@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import torch
@@ -24,16 +24,18 @@ __all__ = ["Recorder", "DEFAULT", "stats_by_device"]
 COLUMNS = RECORD_COLUMNS["calls"]
 
 
-def stats_by_device(backend: Any, tensors: list[torch.Tensor]) -> torch.Tensor:
-    """``backend.grad_stats`` of tensors on any mix of devices, rows in input order (on the first one's device)."""
+def stats_by_device(stats_for: Callable[[torch.device], Callable[[list[torch.Tensor]], torch.Tensor]],
+                    tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One batched statistics call per device (``stats_for(device)(tensors)``), rows in input order,
+    on the first tensor's device."""
     devices = {t.device for t in tensors}
     if len(devices) == 1:
-        return backend.grad_stats(tensors)
+        return stats_for(tensors[0].device)(tensors)
     first = tensors[0].device
     out: list[Any] = [None] * len(tensors)
     for d in devices:
         idx = [i for i, t in enumerate(tensors) if t.device == d]
-        vals = backend.grad_stats([tensors[i] for i in idx]).to(first)
+        vals = stats_for(d)([tensors[i] for i in idx]).to(first)
         for k, i in enumerate(idx):
             out[i] = vals[k]
     return torch.stack(out)
@@ -64,12 +66,13 @@ class Recorder:
         return None
 
     def stats(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        """The torch reference backend's statistics (no tracer: no backend choice)."""
+        """The torch reference backend's statistics (its exact path: no per-layout buffers, which
+        thousands of different call signatures would only churn)."""
         if self._backend is None:
             from dsnotebook.stats.reference import TorchStatsBackend
 
             self._backend = TorchStatsBackend()
-        return stats_by_device(self._backend, tensors)
+        return stats_by_device(lambda _d: self._backend.grad_stats_exact, tensors)
 
     def rows(self) -> list[dict[str, Any]]:
         """Every kept call as a row (waits for the device once; copies statistics once per device)."""

@@ -24,14 +24,15 @@ __all__ = ["Collector", "to_row", "fetch_stats"]
 
 
 def to_row(rec: Call, origin: float, device_s: float | None) -> dict[str, Any]:
-    """The row of a finished call (times in seconds; ``start_s`` from the sink's origin)."""
+    """The row of a finished call (times in seconds; ``start_s`` from the sink's origin, less the
+    tracing time spent in its root call before it started, so a call's children line up with it)."""
     kind = rec.site.kind
     raw = max(0.0, rec.t1 - rec.t0)
     corr = min(raw, OVERHEAD.inner[kind] + rec.nested)
     parent = rec.parent
     return {"step": rec.step, "call": rec.id, "parent": None if parent is None else parent.id, "name": rec.site.name,
             "kind": kind, "level": LEVELS[rec.level], "depth": rec.depth, "thread": rec.thread,
-            "start_s": rec.t0 - origin, "wall_s": raw - corr, "device_s": device_s,
+            "start_s": rec.t0 - origin - rec.skew, "wall_s": raw - corr, "device_s": device_s,
             "inputs": rec.inputs if isinstance(rec.inputs, list) else None,
             "outputs": rec.outputs if isinstance(rec.outputs, list) else None, "error": rec.error,
             "overhead_s": corr}

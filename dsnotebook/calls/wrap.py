@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from threading import get_ident
 from time import perf_counter
 from typing import Any, Callable
@@ -100,6 +101,7 @@ def begin(site: Site, level: int, parent: Call | None, sink: Any, args: tuple | 
             _take_hooks(rec, args or ())
     if level:
         _begin_data(rec, site, level, args, kwargs, names, ops)
+    rec.skew += rec.cost  # its own set-up so far ran before its start
     if device and DEVICE.on:
         rec.ev = DEVICE.start()
     rec.token = current.set(rec)
@@ -184,7 +186,12 @@ def _module_enter(module: Any, site: Site, parent: Call, args: Any) -> None:
 
 
 def _module_exit(rec: Call, output: Any) -> None:
-    end(rec, STATE.sink, output, True)
+    exc = sys.exc_info()[1]  # torch calls the hook with no output because forward raised
+    if exc is not None and output is None:
+        rec.error = error_text(exc)
+        end(rec, STATE.sink)
+    else:
+        end(rec, STATE.sink, output, True)
 
 
 HOOKS.on_enter, HOOKS.on_exit = _module_enter, _module_exit
@@ -213,6 +220,7 @@ def _info_function(fn: Callable[..., Any], site: Site) -> Callable[..., Any]:
                 site.skip_hooks -= 1
             else:
                 _take_hooks(rec, args)
+                rec.skew += rec.cost
         ev = DEVICE.start() if DEVICE.on else None
         token = set_(rec)
         rec.t0 = perf_counter()

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import anywidget
 import traitlets
 
+from dsnotebook.core.jsonsafe import to_json
 from dsnotebook.widgets.esm import load_esm
 
 __all__ = ["FlameWidget"]
@@ -55,13 +56,16 @@ class FlameWidget(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self.text_fallback = text_fallback
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Set the data traits in one message; only those that changed are sent."""
+    def show(self, state: dict[str, Any]) -> None:
+        """Set the data traits in one message (non-finite numbers become None: JSON has no NaN);
+        only those that changed are sent.  (Not ``set_state``: ipywidgets calls that one with the
+        browser's updates.)"""
         unknown = set(state) - set(self.STATE)
         if unknown:
-            raise KeyError(f"FlameWidget.set_state: unknown keys {sorted(unknown)}; expected some of {self.STATE}")
+            raise KeyError(f"FlameWidget.show: unknown keys {sorted(unknown)}; expected some of {self.STATE}")
         with self.hold_sync():
             for k, v in state.items():
+                v = to_json(v)
                 if getattr(self, k) != v:
                     setattr(self, k, v)
 

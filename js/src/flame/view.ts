@@ -40,7 +40,7 @@ const STYLE = `
 .dsn-flame button:disabled { opacity: .45; cursor: default; }
 .dsn-flame-canvas { display: block; width: 100%; cursor: pointer; }
 .dsn-flame-empty { color: var(--jp-ui-font-color2, #777); font-style: italic; padding: 8px 0; }
-.dsn-flame-tip { position: absolute; pointer-events: none; z-index: 10; max-width: 520px; white-space: pre-wrap;
+.dsn-flame-tip { position: fixed; pointer-events: none; z-index: 10; max-width: 520px; white-space: pre-wrap;
   background: var(--jp-layout-color0, #fff); border: 1px solid var(--jp-border-color1, #aaa); border-radius: 3px;
   padding: 4px 6px; font-size: var(--jp-ui-font-size0, 12px); box-shadow: 0 1px 4px rgba(0,0,0,.2); display: none; }
 .dsn-flame-details { margin-top: 6px; font-size: var(--jp-ui-font-size0, 12px); }
@@ -200,10 +200,13 @@ export function mountFlame(root: HTMLElement, model: ModelLike): { draw: () => v
     }
     tip.replaceChildren(...tooltipLines(nodes()[i]).map((l) => text("div", "", l)));
     tip.dataset.id = nodes()[i].id;
-    const rb = root.getBoundingClientRect();
-    tip.style.left = `${Math.min(ev.clientX - rb.left + 12, Math.max(0, rb.width - 300))}px`;
-    tip.style.top = `${ev.clientY - rb.top + 14}px`;
+    // fixed: output areas clip what overflows them; flipped above the pointer near the bottom
     tip.style.display = "block";
+    const w = window.innerWidth || 1200;
+    const h = window.innerHeight || 800;
+    tip.style.left = `${Math.max(0, Math.min(ev.clientX + 12, w - tip.offsetWidth - 8))}px`;
+    const below = ev.clientY + 14;
+    tip.style.top = `${below + tip.offsetHeight > h - 8 ? Math.max(0, ev.clientY - tip.offsetHeight - 10) : below}px`;
   });
   canvas.addEventListener("mouseleave", () => {
     hover = -1;
