@@ -70,3 +70,18 @@ def test_the_dashboard_grows_a_ranks_tab_when_the_ranks_phases_arrive():
     assert "ranks" in live.widget.tabs.titles
     assert live.ranks.straggler == 1 and live.ranks.ranks == [0, 1, 2]
     live.close()
+
+
+def test_the_report_has_a_ranks_section_for_a_distributed_run(tmp_path):
+    from bokeh.models import Div
+
+    from dsnotebook.views.report import build_report, write_report
+
+    def divs(run):
+        return "\n".join(d.text for d in build_report(run).select({"type": Div}))
+
+    text = divs(_straggling(_run()))
+    assert ">Ranks</h2>" in text and "straggler: rank 1</b>" in text and "waiting for others" in text
+    assert "extra time in its data phase" in text
+    assert ">Ranks</h" not in divs(_run())  # one process: no section
+    assert write_report(_straggling(_run()), tmp_path / "r.html").stat().st_size > 0

@@ -2,7 +2,8 @@
 
 Sections, in order: metadata, gradient flow (heatmap + global norm), the histogram of
 log2|g| over steps, update ratios, activations and dead units, non-finite events,
-performance (step split, per-layer times), suggestions with their verification verdicts.
+performance (step split, per-layer times), ranks (distributed runs: rank x phase, stragglers),
+suggestions with their verification verdicts.
 Each section is one module and reads the Run through its public readers,
 :mod:`dsnotebook.perf.measures` (performance) or :mod:`dsnotebook.views.histograms`, the
 same sources as the widgets.
@@ -34,6 +35,7 @@ from dsnotebook.views.report.markup import heading
 from dsnotebook.views.report.matrix import columns_source, rows_source
 from dsnotebook.views.report.metadata import metadata_section
 from dsnotebook.views.report.performance import performance_section
+from dsnotebook.views.report.ranks import rank_section
 from dsnotebook.views.report.suggestions import suggestion_section
 from dsnotebook.views.report.updates import update_section
 
@@ -71,6 +73,7 @@ def build_report(run: Any, *, title: str | None = None, max_columns: int = DEFAU
     items += activation_section(run, max_columns, SECTION_BYTES)
     items += event_section(run)
     items += performance_section(run, max_columns)
+    items += rank_section(run)  # distributed runs only
     items += suggestion_section(run)
     return column(items, sizing_mode="stretch_width", name="dsn-report")
 
