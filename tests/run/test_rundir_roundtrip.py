@@ -274,3 +274,21 @@ def test_thinning_replays_exactly(tmp_path):
                 for k, v in arrays.items()}
         replay.extend(part)
     assert replay.order == table.order and replay.stride == table.stride and replay.dropped == table.dropped
+
+
+def test_a_tracer_attached_twice_goes_on_in_the_same_directory(tmp_path):
+    torch.manual_seed(0)
+    model = tiny_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    tr = ModelTracer(model, opt, log_dir=tmp_path / "log")
+    for _ in range(2):
+        with tr:
+            for _ in range(3):
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+        assert Run.open(tmp_path / "log").source["state"] == "finished"
+    again = Run.open(tmp_path / "log")
+    assert again.steps == tr.run.steps == list(range(6))
+    assert_same_run(tr.run, again)
