@@ -117,6 +117,10 @@ def text_summary(run: Run, max_rows: int = 40) -> str:
         lines.append(f"... {len(rows) - max_rows} more tensors (tracer.to_dataframe('grads') has them all)")
     lines += activation_lines(run)
     lines += performance_lines(run)
+    if run.records.tables.get("rank_phases"):  # rank 0 of a distributed job
+        from dsnotebook.views.rank_panel import rank_text
+
+        lines.append(rank_text(run))
     for e in [e for e in run.events if e["kind"] != "nonfinite"][-5:]:
         lines.append(f"[{e['kind']}] step {e['step']}: {e['detail']}")
     return "\n".join(lines)

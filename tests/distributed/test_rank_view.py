@@ -85,3 +85,10 @@ def test_the_report_has_a_ranks_section_for_a_distributed_run(tmp_path):
     assert "extra time in its data phase" in text
     assert ">Ranks</h" not in divs(_run())  # one process: no section
     assert write_report(_straggling(_run()), tmp_path / "r.html").stat().st_size > 0
+
+
+def test_the_text_summary_shows_the_ranks():
+    from dsnotebook.views.text import text_summary
+
+    assert "<- straggler" in text_summary(_straggling(_run()))
+    assert "rank x phase" not in text_summary(_run())
