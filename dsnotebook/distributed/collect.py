@@ -1,13 +1,15 @@
 """One ``gather`` of one preallocated packet to rank 0, issued without waiting.
 
 Why a gather rather than every rank writing its own run directory (measured with
-``benchmarks/distributed_gather.py``, gloo on a 2-core CPU, one collection per 10 steps): the
-gather of ResNet-50's statistics (161 tensors, 541 KB per rank) costs 0.48 ms at 2 ranks and
-2.1 ms at 4, and issuing it asynchronously costs the training thread 0.09-0.27 ms, while
-appending the same bytes to a per-rank file costs every rank 1.3-1.5 ms and the reader
-another 4-6 ms to merge them; ``all_gather_object`` costs 3-17 ms.  A gather also needs no
-shared file system and puts whole-job numbers in rank 0's Run as training runs, where the
-dashboard and a run directory written by rank 0 pick them up.
+``benchmarks/distributed_gather.py``, gloo on a loaded 2-core CPU, one collection per 10 steps;
+``benchmarks/results/distributed_gather_cpu_2026-11-30.txt``): for ResNet-50's statistics (161
+tensors, 541 KB per rank) a blocking gather takes 0.5 ms at 2 ranks and 2-4 ms at 4, and issuing
+it asynchronously costs the training thread 0.06-0.27 ms, about what appending the same bytes to
+a per-rank file costs (0.04-1.5 ms, depending on the page cache); but the reader of per-rank
+files pays 0.7-12 ms per poll to merge them (growing with the ranks), needs a shared file system
+across nodes, and must join the shards of one step that the ranks wrote at different paces;
+``all_gather_object`` costs 1.3-24 ms.  A gather puts whole-job numbers in rank 0's Run while
+training runs, where the dashboard, the advisor and rank 0's run directory pick them up.
 
 The gather runs on its own gloo group (created once, at attach, by every rank): CPU bytes
 never enter an NCCL stream, and the user's collectives on the default group keep their order.
