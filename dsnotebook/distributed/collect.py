@@ -14,8 +14,9 @@ training runs, where the dashboard, the advisor and rank 0's run directory pick 
 The gather runs on its own gloo group (created once, at attach, by every rank): CPU bytes
 never enter an NCCL stream, and the user's collectives on the default group keep their order.
 It is issued with ``async_op=True`` from the training thread at the same step on every rank
-and waited for at the next collection (or when it is seen complete), so the training thread
-never waits for a slower rank: the only synchronisation is the collective itself.  Two send
+and waited for at the next collection (or merged as soon as it is seen complete), so the training
+thread waits for another rank only if that rank is a whole collection behind (DDP and FSDP keep
+ranks within a step of each other): the only synchronisation is the collective itself.  Two send
 buffers alternate, so packing the next collection never touches bytes still in flight.
 """
 from __future__ import annotations
