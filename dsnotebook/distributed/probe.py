@@ -37,6 +37,7 @@ from dsnotebook.distributed.merge import Merger
 from dsnotebook.distributed.packing import FLAG_CONTRIBUTES, FLAG_SHARDED, FLAG_UPDATE, RECORD, Layout
 from dsnotebook.distributed.timings import phase_values, rows_of_step
 from dsnotebook.distributed.world import World, contributes, is_sharded, local_tensor, world
+from dsnotebook.stats.scaling import unscale_grad_stats
 
 __all__ = ["RankStatsProbe"]
 
@@ -81,6 +82,8 @@ class RankStatsProbe(Probe):
         self.hang_report: str | None = None  # the latest report (every one: ``reports``)
         self.reports: list[str] = []
         self._hooks: list[Any] = []
+        self._unsubscribe: Any = None
+        self._broken = True  # until attach succeeds: every hook is a no-op
 
     def configure(self, every: int, track_updates: bool) -> None:
         """The tracer's own settings, where this probe was not given its own."""
@@ -109,10 +112,17 @@ class RankStatsProbe(Probe):
         self._pending: dict[int, _Step] = {}
         self._phases: dict[int, np.ndarray] = {}
         self._snaps: dict[int, tuple[int, list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]]]] = {}
-        self._closing = self._final_done = self._broken = False
+        self._closing = self._final_done = False
         self._step = ctx.step()
         self._next = (self._step // self.gather_every + 1) * self.gather_every
-        self.collector = Collector(layout, rank, size, self.timeout)
+        try:
+            self.collector = Collector(layout, rank, size, self.timeout)
+        except Exception as exc:  # e.g. a rank that never creates its tracer: new_group times out
+            self.collector = None
+            raise RuntimeError(f"distributed statistics are off: rank {rank} could not set up the statistics "
+                               f"group ({type(exc).__name__}: {exc}); create the tracer on every rank, at the same "
+                               "point of the script") from exc
+        self._broken = False
         self.merger = Merger(ctx.run, size, self._n) if rank == 0 else None
         self._unsubscribe = ctx.run.subscribe(self._on_run)
         model = ctx.model()
@@ -154,6 +164,8 @@ class RankStatsProbe(Probe):
         self.beat.mark(self._step, "backward")
 
     def before_forward(self, step: int) -> None:
+        if self.beat is None:
+            return
         self._step = step  # the tracer's own counter moves on only at the next optimizer call
         self.beat.mark(step, "data loading")
         if step >= self._next and not self._broken:
@@ -161,20 +173,25 @@ class RankStatsProbe(Probe):
             self._collect(step)
 
     def after_forward(self, step: int) -> None:
-        if self.collector is not None and not self._broken and self.collector.done():
+        if not self._broken and self.collector is not None and self.collector.done():
             self._finish()  # already complete: merge now, without waiting
 
     def pre_step(self, batch: StepBatch) -> None:
+        if self._broken or self.beat is None:
+            return
         self.beat.mark(batch.step, "optimizer")
         if not self.records(batch.step):
             return
         params, ids = self.ctx.params, batch.grad_ids
+        scale = _loss_scale(batch.optimizer)
         if ids:
             with torch.no_grad():
                 grads = [local_tensor(params[i].grad) for i in ids]
             for device, sub, tensors in _by_device(ids, grads):
                 values = self.ctx.backend(device).grad_stats(tensors)
-                self._submit(batch.step, values, np.array(sub, np.intp), "grad")
+                if scale is not None:  # travels with the statistics, divided out on the host (no sync)
+                    values = torch.cat([values.reshape(-1), scale.detach().to(values.device, values.dtype).reshape(1)])
+                self._submit(batch.step, values, np.array(sub, np.intp), "grad" if scale is None else "scaled")
         if self.track_updates and batch.optimizer is not None and batch.update_ids:
             with torch.no_grad():
                 weights = [local_tensor(params[i]) for i in batch.update_ids]
@@ -185,6 +202,8 @@ class RankStatsProbe(Probe):
             self._snaps[id(batch.optimizer)] = (batch.step, snaps)
 
     def post_step(self, batch: StepBatch) -> None:
+        if self._broken:
+            return
         step, snaps = self._snaps.pop(id(batch.optimizer), (None, None)) if batch.optimizer is not None else (None, None)
         for backend, before, idx, tensors in snaps or ():
             self._submit(step, backend.update_stats(before, tensors), idx, "upd")
@@ -200,6 +219,8 @@ class RankStatsProbe(Probe):
 
     def _arrived(self, st: _Step, idx: np.ndarray, host: np.ndarray, kind: str) -> None:
         rec = st.rec
+        if kind == "scaled":  # a fused optimizer's loss-scaled gradients (GradScaler)
+            host, kind = unscale_grad_stats(host[:-1].reshape(len(idx), -1), float(host[-1])), "grad"
         if kind == "grad":
             g = rec["grad"]
             g[idx] = host[:, :g.shape[1]]
@@ -304,6 +325,14 @@ _WHOLE_JOB = {
            "gradient's (rank 0's); per-rank values are kept in rank_grads and must agree",
     "mixed": "sharded tensors add their shards; replicated tensors are taken from rank 0",
 }
+
+
+def _loss_scale(optimizer: torch.optim.Optimizer | None) -> torch.Tensor | None:
+    """The loss scale GradScaler handed a self-unscaling (fused) optimizer: its grads are still scaled."""
+    if optimizer is None or not getattr(optimizer, "_step_supports_amp_scaling", False):
+        return None
+    scale = getattr(optimizer, "grad_scale", None)
+    return scale if isinstance(scale, torch.Tensor) else None
 
 
 def _by_device(ids: list[int], tensors: list[torch.Tensor]) -> list[tuple[torch.device, list[int], list[torch.Tensor]]]:

@@ -246,3 +246,44 @@ def test_the_probe_in_a_job_of_one_records_what_the_plain_tracer_records():
     phases = ranked.run.records.tables["rank_phases"]
     assert sorted({r["step"] for r in phases}) == [0, 2, 4, 6] and {r["rank"] for r in phases} == {0}
     assert ranked.hook_count == 0 and ranked.module_hook_count == 0
+
+
+def test_the_probe_unscales_a_fused_optimizers_gradients_like_the_plain_tracer():
+    def run(probes: list) -> ModelTracer:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+        with ModelTracer(model, opt, probes=probes, capture_graph=False) as tr:
+            for i in range(3):
+                opt.zero_grad()
+                scaler.scale(model(torch.randn(8, 16, generator=torch.Generator().manual_seed(i))).square().mean()).backward()
+                scaler.step(opt)
+                scaler.update()
+        return tr
+
+    plain, ranked = run([]), run([RankStatsProbe(2)])
+    a, b = plain.to_dataframe("grads"), ranked.to_dataframe("grads")
+    assert len(a) == len(b) == 12
+    np.testing.assert_allclose(b["norm"], a["norm"], rtol=1e-12)
+    assert ranked.to_dataframe("hist")["count"].tolist() == plain.to_dataframe("hist")["count"].tolist()
+    assert float(b["norm"].max()) < 100  # not 2**16 times the true gradient's
+
+
+def test_a_probe_that_cannot_set_up_its_group_stays_quiet(monkeypatch):
+    import dsnotebook.distributed.probe as probe_mod
+
+    def no_group(*a, **k):
+        raise RuntimeError("timed out waiting for rank 1")
+
+    monkeypatch.setattr(probe_mod, "Collector", no_group)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(RuntimeWarning, match="create the tracer on every rank"):
+        with ModelTracer(model, opt, probes=[RankStatsProbe()], capture_graph=False) as tr:
+            for _ in range(3):
+                opt.zero_grad()
+                model(torch.randn(4, 3)).sum().backward()
+                opt.step()
+    assert len([e for e in tr.run.events if "statistics are off" in e["detail"]]) == 1  # once, not per step
+    assert tr.hook_count == 0 and tr.module_hook_count == 0
