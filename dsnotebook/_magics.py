@@ -8,6 +8,7 @@ still leaves the tracer detached and the view showing the state reached.
 from __future__ import annotations
 
 import ast
+from argparse import ArgumentTypeError
 from typing import Any
 
 import torch
@@ -66,6 +67,27 @@ def find_optimizer(ns: dict[str, Any], name: str | None, model: nn.Module) -> tu
     return name, opt
 
 
+def _every(text: str) -> int | str:
+    """--every: a positive integer or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"expected a number of steps or auto, got {text!r}") from None
+
+
+def _budget(text: str) -> float:
+    """--budget: "2%" or "0.02" (a fraction of the step time)."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ArgumentTypeError(f"expected a percentage such as 2%, got {text!r}") from None
+    if not 0 < value < 1:
+        raise ArgumentTypeError(f"the budget must be between 0% and 100%, got {text!r}")
+    return value
+
+
 @magics_class
 class TraceMagics(Magics):
     """The ``%%deepseek_trace`` cell magic."""
@@ -75,7 +97,11 @@ class TraceMagics(Magics):
     @argument("--optimizer", "-o", default=None,
               help="variable holding the optimizer (default: any optimizer that steps the model's parameters, "
                    "including one created inside the cell)")
-    @argument("--every", "-e", type=int, default=1, help="record statistics every N training steps (default 1)")
+    @argument("--every", "-e", type=_every, default=1, metavar="N|auto",
+              help="record statistics every N training steps (default 1); auto: the stride that keeps "
+                   "recording within --budget, with a cheap every-step sentinel (global norm, non-finite)")
+    @argument("--budget", type=_budget, default=None, metavar="PCT",
+              help="with --every auto (implied): recording costs at most PCT of the step time, e.g. 2%% (default 2%%)")
     @argument("--keep", "-k", type=int, default=1000,
               help="training steps kept in memory; older ones are thinned, not dropped (default 1000)")
     @argument("--backend", default="auto", help=f"statistics backend: {', '.join(BACKENDS)} (default auto)")
@@ -105,8 +131,8 @@ class TraceMagics(Magics):
             raise
         except SystemExit as exc:  # argparse exits on bad values
             raise UsageError(f"%%deepseek_trace: bad options {line!r}") from exc
-        if args.every < 1:
-            raise UsageError(f"--every must be >= 1, got {args.every}")
+        if args.every != "auto" and args.every < 1:
+            raise UsageError(f"--every must be >= 1 or auto, got {args.every}")
         if args.keep < 4:
             raise UsageError(f"--keep must be >= 4, got {args.keep}")
         if args.activations_every is not None and args.activations_every < 1:
@@ -125,7 +151,7 @@ class TraceMagics(Magics):
         if args.histogram is not None:
             _check_histogram(args, model_name, model)
         try:
-            tracer = ModelTracer(model, opt, every=args.every, keep=args.keep, backend=args.backend,
+            tracer = ModelTracer(model, opt, every=args.every, budget=args.budget, keep=args.keep, backend=args.backend,
                                  activations_every=args.activations_every, nonfinite=args.nonfinite,
                                  capture_graph=not args.no_graph, profile_every=args.profile_every,
                                  log_dir=args.log_dir)

@@ -58,7 +58,7 @@ def test_ambiguous_models_list_candidates(ip):
 
 
 @pytest.mark.parametrize("line, message", [
-    ("--every 0", "--every"), ("--every abc", "invalid int value"), ("--bogus", "unrecognized arguments: --bogus"), ("--keep 2", "--keep"),
+    ("--every 0", "--every"), ("--every abc", "expected a number of steps or auto"), ("--bogus", "unrecognized arguments: --bogus"), ("--keep 2", "--keep"),
     ("--model nothere", "no variable named 'nothere'"), ("--model opt", "not a torch.nn.Module"),
     ("--optimizer model", "not a torch.optim.Optimizer"), ("--backend gpu", "--backend"),
     ("--name 1x", "identifier"),
@@ -94,3 +94,20 @@ def test_help_documents_options(ip):
     doc = ip.find_cell_magic("deepseek_trace").__doc__
     for opt in ("--model", "--optimizer", "--every", "--keep", "--no-widget", "--name", "--backend"):
         assert opt in doc
+
+
+def test_every_auto_and_budget(ip):
+    ip.run_cell_magic("deepseek_trace", "--every auto --budget 5% --no-widget --no-graph", _AUTO_CELL)
+    tracer = ip.user_ns["_trace"]
+    assert tracer.run.meta["every"] == "auto" and tracer.run.meta["budget"] == 0.05
+    assert tracer.run.meta["schedule"]["budget"] == 0.05
+    for bad in ("--every sometimes", "--budget lots", "--budget 150%", "--every 0"):
+        with pytest.raises(UsageError):
+            ip.run_cell_magic("deepseek_trace", bad, _AUTO_CELL)
+
+
+_AUTO_CELL = """
+for _ in range(5):
+    opt.zero_grad(); model(torch.randn(4, 3)).sum().backward(); opt.step()
+"""
+

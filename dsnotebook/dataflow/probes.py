@@ -164,16 +164,31 @@ class NonFiniteProbe(Probe):
             self._capture.start()
 
     def _on_run(self, kind: str, steps: list[int]) -> None:
-        """Statistics reached the Run: a non-finite count arms the checks (cheap mode)."""
+        """Statistics reached the Run: a non-finite count arms the checks (cheap mode).
+
+        "append": recorded gradient (or activation) statistics; "sentinel": the every-step
+        gradient norms of steps the schedule does not record."""
+        run = self.ctx.run
+        if kind == "sentinel":
+            rows = run.records.tables["sentinel"]
+            for s in steps:
+                row = next((r for r in reversed(rows) if r["step"] == s), None)
+                if row is not None:
+                    self._saw(s, row["nonfinite_tensors"] > 0)
+            return
         if kind != "append":
             return
-        run = self.ctx.run
         for s in steps:
             acts = run.activations_at(s)
-            bad = run.nonfinite_at(s) > 0 or (acts is not None and bool(np.any(acts.values[:, _ACT_NONFINITE] > 0)))
-            if bad:
-                self._bad_step = s
-            self.episodes.saw_statistics(s, bad, checking=self._locator is not None and self._locator.armed)
+            acts_bad = acts is not None and bool(np.any(acts.values[:, _ACT_NONFINITE] > 0))
+            if not acts_bad and not run.has_grads(s):
+                continue  # no gradient statistics of this step (yet): no verdict
+            self._saw(s, run.nonfinite_at(s) > 0 or acts_bad)
+
+    def _saw(self, step: int, bad: bool) -> None:
+        if bad:
+            self._bad_step = step
+        self.episodes.saw_statistics(step, bad, checking=self._locator is not None and self._locator.armed)
 
     def wants(self, step: int) -> bool:
         return self._locator is not None and self.episodes.wants_checks()

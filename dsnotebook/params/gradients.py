@@ -9,14 +9,22 @@ An optimizer that unscales inside its own fused step under ``torch.amp.GradScale
 carries the loss scale as ``optimizer.grad_scale`` while its gradients are still scaled:
 the scale travels to the host with the statistics (no synchronisation) and is divided out
 there (:mod:`dsnotebook.stats.scaling`), so the recorded values are the true gradients'.
+
+On steps the schedule does not record (``every`` > 1 or "auto"), a sentinel keeps the
+global gradient norm and the count of tensors with a non-finite norm at every step: one
+``torch._foreach_norm`` per device, copied with the others, into the ``sentinel`` table
+(the non-finite probe listens to it too).
 """
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import torch
 
 from dsnotebook.core.probe import Probe, ProbeContext, StepBatch
 from dsnotebook.params.devices import by_device
+from dsnotebook.params.schedule import Schedule
 from dsnotebook.stats.scaling import unscale_grad_stats
 
 
@@ -25,19 +33,52 @@ class GradStatsProbe(Probe):
 
     name = "grads"
 
-    def __init__(self, every: int = 1) -> None:
-        self.every = every
+    def __init__(self, schedule: Schedule | int = 1) -> None:
+        self.schedule = schedule if isinstance(schedule, Schedule) else Schedule(schedule)
 
     def attach(self, ctx: ProbeContext) -> None:
         super().attach(ctx)
         self._single = len({p.device for p in ctx.params}) == 1
 
     def records(self, step: int) -> bool:
-        return step % self.every == 0
+        return self.schedule.records(step)
+
+    def flush(self) -> None:
+        self.ctx.run.meta["schedule"] = self.schedule.describe()
+
+    def detach(self) -> None:
+        self.flush()
 
     def pre_step(self, batch: StepBatch) -> None:
-        if not batch.grad_ids or not self.records(batch.step):
+        if batch.first:
+            self.schedule.tick(batch.step)
+        if not batch.grad_ids:
             return
+        t0 = time.perf_counter()
+        if self.records(batch.step):
+            self._record(batch)
+            self.schedule.charge(time.perf_counter() - t0)
+        elif self.schedule.auto or self.schedule.every > 1:
+            self._sentinel(batch)
+            self.schedule.charge(time.perf_counter() - t0, sentinel=True)
+
+    def _sentinel(self, batch: StepBatch) -> None:
+        """Global gradient norm and non-finite tensors of an unrecorded step: one fused norm per device."""
+        params, ids, step = self.ctx.params, batch.grad_ids, batch.step
+        grads = [params[i].grad for i in ids]
+        groups = by_device(ids, grads, self._single)
+        first = grads[0].device
+        parts = []
+        for device, sub in groups.items():
+            tensors = grads if len(sub) == len(ids) else [params[i].grad for i in sub]
+            parts.append(torch.stack(torch._foreach_norm(tensors)).float().to(first))
+        norms = parts[0] if len(parts) == 1 else torch.cat(parts)
+        scale = _loss_scale(batch.optimizer)
+        if scale is not None:
+            norms = norms / scale.detach().to(norms.device, norms.dtype)
+        self.ctx.submit(norms, lambda host, s=step: self.ctx.run.add_records("sentinel", [_sentinel_row(s, host)]))
+
+    def _record(self, batch: StepBatch) -> None:
         params, ids, step = self.ctx.params, batch.grad_ids, batch.step
         grads = [params[i].grad for i in ids]
         scale = _loss_scale(batch.optimizer)
@@ -53,6 +94,14 @@ class GradStatsProbe(Probe):
                 self.ctx.submit(packed, lambda host, s=step, idx=idx, shape=values.shape:
                                 self.ctx.run.add_grads(s, idx, unscale_grad_stats(host[:-1].reshape(shape),
                                                                                   float(host[-1]))))
+
+
+def _sentinel_row(step: int, norms: np.ndarray) -> dict[str, float | int]:
+    n = np.asarray(norms, dtype=np.float64)
+    bad = ~np.isfinite(n)
+    total = float(np.sqrt(np.sum(np.square(n[~bad])))) if (~bad).any() else 0.0
+    return {"step": step, "grad_norm": float("nan") if bad.any() else total, "nonfinite_tensors": int(bad.sum()),
+            "tensors": int(n.size)}
 
 
 def _loss_scale(optimizer: torch.optim.Optimizer | None) -> torch.Tensor | None:

@@ -7,6 +7,7 @@ compared at the end of the next, after the user's own update rule ran.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 
 from dsnotebook.core.probe import Probe, ProbeContext, StepBatch
 from dsnotebook.params.devices import by_device
+from dsnotebook.params.schedule import Schedule
 
 Snapshot = list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]]  # (backend, before, ids, tensors) per device
 
@@ -21,8 +23,8 @@ Snapshot = list[tuple[Any, Any, np.ndarray, list[torch.Tensor]]]  # (backend, be
 class UpdateStatsProbe(Probe):
     name = "updates"
 
-    def __init__(self, every: int = 1) -> None:
-        self.every = every
+    def __init__(self, schedule: Schedule | int = 1) -> None:
+        self.schedule = schedule if isinstance(schedule, Schedule) else Schedule(schedule)
         self._pending: dict[int, Snapshot] = {}  # id(optimizer) -> its snapshot
         self._manual: Snapshot | None = None  # tracer.step() without optimizers
         self._saw_optimizer = False
@@ -58,14 +60,18 @@ class UpdateStatsProbe(Probe):
             self._manual = None
             return
         self._saw_optimizer = True
-        if batch.step % self.every == 0:
+        if self.schedule.records(batch.step):
+            t0 = time.perf_counter()
             self._pending[id(batch.optimizer)] = self._snapshot(batch.update_ids)
+            self.schedule.charge(time.perf_counter() - t0)
 
     def post_step(self, batch: StepBatch) -> None:
         if batch.optimizer is None:
-            if not self._saw_optimizer and (batch.step + 1) % self.every == 0:
+            if not self._saw_optimizer and self.schedule.records(batch.step + 1):
                 self._manual = self._snapshot(list(range(len(self.ctx.params))))
             return
         snaps = self._pending.pop(id(batch.optimizer), None)
         if snaps:
+            t0 = time.perf_counter()
             self._compare(batch.step, snaps)
+            self.schedule.charge(time.perf_counter() - t0)

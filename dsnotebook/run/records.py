@@ -31,10 +31,13 @@ RECORD_COLUMNS: dict[str, list[str]] = {
     # "fwd_compute", "bwd_compute": leaf-module time inside the passes), and each rank's own gradient sums per
     # recorded step (one row per step and rank; per-tensor numpy arrays, aligned with tensor_id)
     "rank_phases": ["step", "rank", "phase", "seconds"],
+    # steps the parameter probes do not record (every > 1 or "auto"): global gradient norm and the number
+    # of tensors whose gradient norm is non-finite, from one fused norm per tensor
+    "sentinel": ["step", "grad_norm", "nonfinite_tensors", "tensors"],
     "rank_grads": ["step", "rank", "tensor_id", "numel", "sum", "sumsq", "absmax", "nonfinite", "zeros", "contributes"],
 }
 REPLACED = ("suggestions", "profile")  # rows replaced by id / as a whole, not appended
-PER_STEP = ("timings", "memory", "calls", "rank_phases", "rank_grads")
+PER_STEP = ("timings", "memory", "calls", "rank_phases", "rank_grads", "sentinel")
 
 
 class RecordTables:

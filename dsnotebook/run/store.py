@@ -184,6 +184,11 @@ class Run:
         vals = derive_grad_fields(rec.grad_vals, self.numel[rec.grad_ids])
         return GradRows(frozen(rec.grad_ids), frozen(vals), frozen(rec.hist))
 
+    def has_grads(self, step: int) -> bool:
+        """Whether gradient statistics of ``step`` are retained (cheap: no fields derived)."""
+        rec = self._table.get(step)
+        return rec is not None and len(rec.grad_ids) > 0
+
     def nonfinite_at(self, step: int) -> int:
         """Non-finite gradient elements recorded at ``step``, all tensors together (0 if none)."""
         rec = self._table.get(step)

@@ -18,9 +18,13 @@ from dsnotebook.dataflow.probes import ActivationProbe, GraphProbe, NonFinitePro
 from dsnotebook.distributed import RankStatsProbe, world
 from dsnotebook.kernels.choice import BACKENDS
 from dsnotebook.params.gradients import GradStatsProbe
+from dsnotebook.params.schedule import AUTO, Schedule
 from dsnotebook.params.updates import UpdateStatsProbe
 from dsnotebook.perf.timing import TimingProbe
 from dsnotebook.run.writer_probe import RunDirProbe
+
+
+DEFAULT_BUDGET = 0.02  # every="auto": recording costs at most 2% of the step time
 
 
 def _positive(name: str, value: object, optional: bool = False) -> None:
@@ -31,9 +35,13 @@ def _positive(name: str, value: object, optional: bool = False) -> None:
 
 
 def validate_options(*, every: object, backend: object, activations_every: object, nonfinite: object,
-                     profile_every: object) -> None:
+                     profile_every: object, budget: object = None) -> None:
     """Clear errors for bad options before anything is hooked."""
-    _positive("every", every)
+    if every != AUTO:
+        _positive("every", every)
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                               or not 0 < budget < 1):
+        raise ValueError(f"budget must be a fraction of the step time between 0 and 1 (0.02 = 2%), got {budget!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     _positive("activations_every", activations_every, optional=True)
@@ -42,20 +50,21 @@ def validate_options(*, every: object, backend: object, activations_every: objec
     _positive("profile_every", profile_every, optional=True)
 
 
-def default_probes(*, every: int, track_updates: bool, capture_graph: bool, activations_every: int | None,
+def default_probes(*, every: int | str, track_updates: bool, capture_graph: bool, activations_every: int | None,
                    nonfinite: str, profile_every: int | None, extra: Sequence[Probe] = (),
-                   log_dir: str | os.PathLike[str] | None = None) -> list[Probe]:
+                   log_dir: str | os.PathLike[str] | None = None, budget: float | None = None) -> list[Probe]:
     ranks = [p for p in extra if isinstance(p, RankStatsProbe)]
     job = world()
     if ranks or (job is not None and job.size > 1):
         rank_probe = ranks[0] if ranks else RankStatsProbe()
-        rank_probe.configure(every=every, track_updates=track_updates)
+        rank_probe.configure(every=every if isinstance(every, int) else 1, track_updates=track_updates)
         probes: list[Probe] = [rank_probe]
         extra = [p for p in extra if p is not rank_probe]
     else:
-        probes = [GradStatsProbe(every)]
+        schedule = Schedule(every, budget if budget is not None else DEFAULT_BUDGET)
+        probes = [GradStatsProbe(schedule)]
         if track_updates:
-            probes.append(UpdateStatsProbe(every))
+            probes.append(UpdateStatsProbe(schedule))
     if capture_graph:
         probes.append(GraphProbe())
     if activations_every is not None:

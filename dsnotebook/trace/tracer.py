@@ -40,7 +40,10 @@ class ModelTracer(TracerResults):
     (``run.graph``); ``activations_every=N`` records per-module activation statistics and
     dead units every N steps; ``nonfinite`` ("cheap", "strict", "off") localises the first
     module that produced a NaN/Inf and records it as an event; ``profile_every=N`` records
-    per-layer times, step phases and memory every N steps.  ``probes`` adds your own
+    per-layer times, step phases and memory every N steps.  ``every="auto"`` (or a ``budget``,
+    e.g. 0.02) records every N-th step with N chosen from the measured cost so that recording
+    stays within the budget; a sentinel keeps the global gradient norm and non-finite
+    detection at every step (``to_dataframe("sentinel")``).  ``probes`` adds your own
     :class:`~dsnotebook.core.probe.Probe` objects.  ``log_dir`` streams the Run to a run
     directory while training (``Run.open`` / ``dsnotebook.follow`` read it, also from another
     process); it must be new or empty, and one writer holds it at a time.
@@ -51,15 +54,17 @@ class ModelTracer(TracerResults):
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
-                 *, every: int = 1, keep: int = 1000, backend: str = "auto", track_updates: bool = True,
+                 *, every: int | str = 1, keep: int = 1000, backend: str = "auto", track_updates: bool = True,
                  activations_every: int | None = None, nonfinite: str = "cheap", capture_graph: bool = True,
                  profile_every: int | None = None, probes: Sequence[Probe] = (),
-                 log_dir: str | os.PathLike[str] | None = None) -> None:
+                 log_dir: str | os.PathLike[str] | None = None, budget: float | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"ModelTracer needs a torch.nn.Module, got {type(model).__module__}."
                             f"{type(model).__qualname__}: {model!r:.80}")
         validate_options(every=every, backend=backend, activations_every=activations_every, nonfinite=nonfinite,
-                         profile_every=profile_every)
+                         profile_every=profile_every, budget=budget)
+        if budget is not None and every == 1:
+            every = "auto"  # a budget means: choose the stride for me
         params, rows = describe_parameters(model)
         if not params:
             raise ValueError(f"{type(model).__name__} has no parameters: there are no gradients to trace")
@@ -75,7 +80,7 @@ class ModelTracer(TracerResults):
         self._optimizers = [weakref.ref(o) for o in optimizers]
         self.every, self.backend_choice, self.track_updates = every, backend, track_updates
         self._params = params
-        options = {"every": every, "activations_every": activations_every, "nonfinite": nonfinite,
+        options = {"every": every, "budget": budget, "activations_every": activations_every, "nonfinite": nonfinite,
                    "profile_every": profile_every}
         self.run = Run(rows, describe_run(model, params, optimizers, options), keep=keep)
         self._copier = HostCopier()
@@ -83,7 +88,7 @@ class ModelTracer(TracerResults):
         self.probes: list[Probe] = default_probes(every=every, track_updates=track_updates,
                                                    capture_graph=capture_graph, activations_every=activations_every,
                                                    nonfinite=nonfinite, profile_every=profile_every, extra=probes,
-                                                   log_dir=log_dir)
+                                                   log_dir=log_dir, budget=budget)
         self._ctx = ProbeContext(model=self._model_ref, run=self.run, params=params, optimizers=self._live_optimizers,
                                  backend=self._backend, stats=self._stats, submit=self._copier.submit,
                                  warn=self._warn_internal, step=lambda: self.step_count)

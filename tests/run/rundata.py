@@ -51,6 +51,7 @@ def record_step(run: Run, s: int, rng: np.random.Generator) -> None:
     run.add_records("rank_grads", [{"step": s, "rank": 0, "tensor_id": [0, 1], "numel": [4, 6], "sum": [1.5, 2.0],
                                     "sumsq": [3.0, 4.0], "absmax": [1.0, 2.0], "nonfinite": [0, 0],
                                     "zeros": [0, 1], "contributes": [True, True]}])
+    run.add_records("sentinel", [{"step": s + 1, "grad_norm": 0.5 * s, "nonfinite_tensors": 0, "tensors": 3}])
 
 
 def full_run(keep: int = 8, steps: range = range(0, 40, 2)) -> Run:
