@@ -23,7 +23,7 @@ from _pairs import interleaved, overhead_pct, train_block
 from _peers import arms as peer_arms
 
 
-def measure(name: str, model: torch.nn.Module, batch: int, pairs: int, steps: int, every: int = 1,
+def measure(name: str, model: torch.nn.Module, batch: int, pairs: int, steps: int, every: int | str = 1,
             peers: list[str] = ()) -> list[dict]:
     x, y, _, _ = load_digits_tensors()
     xb, yb = x[:batch], y[:batch]
@@ -48,7 +48,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--pairs", type=int, default=30)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--every", type=int, default=1, help="record statistics every N steps")
+    ap.add_argument("--every", type=lambda v: v if v == "auto" else int(v), default=1,
+                    help="record statistics every N steps, or auto (within the default 2%% budget)")
     ap.add_argument("--peers", default="", help="comma-separated: wandb, tensorboard (when installed)")
     args = ap.parse_args()
     peers = [p for p in args.peers.split(",") if p]
