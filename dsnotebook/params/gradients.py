@@ -48,6 +48,7 @@ class GradStatsProbe(Probe):
 
     def detach(self) -> None:
         self.flush()
+        self.schedule.pause()
 
     def pre_step(self, batch: StepBatch) -> None:
         if batch.first:

@@ -70,6 +70,11 @@ class Schedule:
         self._last_tick = now
         self._cost_now = self._sentinel_now = 0.0
 
+    def pause(self) -> None:
+        """Tracing stops (detach): the time until the next attach is no step of ours."""
+        self._last_tick = None
+        self._cost_now = self._sentinel_now = 0.0
+
     def _decide(self) -> None:
         if self._cost_ema is None or self._step_ema is None:
             return  # still measuring: record every step
