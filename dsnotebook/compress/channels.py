@@ -60,8 +60,9 @@ class _Coupled(Exception):
     pass
 
 
-def plan_groups(model: nn.Module, args: tuple[Any, ...]) -> list[Group]:
-    """Every Linear/Conv producer of ``model`` (called on ``args``), prunable or with the reason not."""
+def plan_groups(model: nn.Module, args: tuple[Any, ...], pointwise: tuple[type, ...] = ()) -> list[Group]:
+    """Every Linear/Conv producer of ``model`` (called on ``args``), prunable or with the reason not;
+    ``pointwise``: further module types that act on each channel alone (e.g. a library's GELU)."""
     graph = capture_graph(model, *args)
     if not graph["nodes"]:
         raise NotApplicable(f"no dataflow graph: {graph.get('message')}")
@@ -86,7 +87,7 @@ def plan_groups(model: nn.Module, args: tuple[Any, ...]) -> list[Group]:
         try:
             if calls[n["name"]] > 1:
                 raise _Coupled("called more than once per forward")
-            _walk(model, nodes, out_edges, in_count, calls, n["id"], g, block=1, seen=set())
+            _walk(model, nodes, out_edges, in_count, calls, n["id"], g, block=1, seen=set(), extra=pointwise)
             if not g.consumers:
                 raise _Coupled("no Linear/Conv consumes its output")
         except _Coupled as exc:
@@ -108,7 +109,8 @@ def _channel_dim(module_type: type | None, shape: list[int]) -> int:
 
 
 def _walk(model: nn.Module, nodes: dict[str, Any], out_edges: dict[str, list[dict[str, Any]]], in_count: dict[str, int],
-          calls: dict[str, int], node_id: str, g: Group, block: int, seen: set[str], dim: int | None = None) -> None:
+          calls: dict[str, int], node_id: str, g: Group, block: int, seen: set[str], dim: int | None = None,
+          extra: tuple[type, ...] = ()) -> None:
     """Follow the producer's channels forward until every path ends in a Linear/Conv input."""
     for e in out_edges.get(node_id, []):
         tgt = nodes[e["target"]]
@@ -127,10 +129,10 @@ def _walk(model: nn.Module, nodes: dict[str, Any], out_edges: dict[str, list[dic
         if tgt["kind"] == "op":
             op = tgt["label"]
             if op in _POINTWISE_OPS or (op in _POOL_OPS and dim == 1):
-                _walk(model, nodes, out_edges, in_count, calls, tgt["id"], g, block, seen, dim)
+                _walk(model, nodes, out_edges, in_count, calls, tgt["id"], g, block, seen, dim, extra)
             elif op in _FLATTEN_OPS:
                 new_block = _flatten_block(shape, tgt["shapes"][0] if tgt["shapes"] else [], dim, block)
-                _walk(model, nodes, out_edges, in_count, calls, tgt["id"], g, new_block, seen, 1)
+                _walk(model, nodes, out_edges, in_count, calls, tgt["id"], g, new_block, seen, 1, extra)
             else:
                 raise _Coupled(f"op {op} in {nodes.get(tgt['parent'], {}).get('name') or 'the model'} uses its channels")
             continue
@@ -146,12 +148,12 @@ def _walk(model: nn.Module, nodes: dict[str, Any], out_edges: dict[str, list[dic
             g.consumers.append((tgt["name"], 1))
         elif isinstance(mod, _BN) and dim == 1 and block == 1:
             g.batchnorms.append(tgt["name"])
-            _walk(model, nodes, out_edges, in_count, calls, tgt["id"], g, block, seen, dim)
-        elif isinstance(mod, _POINTWISE) or (isinstance(mod, _POOL) and dim == 1 and len(shape) >= 3):
-            _walk(model, nodes, out_edges, in_count, calls, tgt["id"], g, block, seen, dim)
+            _walk(model, nodes, out_edges, in_count, calls, tgt["id"], g, block, seen, dim, extra)
+        elif isinstance(mod, _POINTWISE + extra) or (isinstance(mod, _POOL) and dim == 1 and len(shape) >= 3):
+            _walk(model, nodes, out_edges, in_count, calls, tgt["id"], g, block, seen, dim, extra)
         elif isinstance(mod, nn.Flatten):
             out = tgt["shapes"][0] if tgt["shapes"] else []
-            _walk(model, nodes, out_edges, in_count, calls, tgt["id"], g, _flatten_block(shape, out, dim, block), seen, 1)
+            _walk(model, nodes, out_edges, in_count, calls, tgt["id"], g, _flatten_block(shape, out, dim, block), seen, 1, extra)
         else:
             raise _Coupled(f"{where} ({type(mod).__name__}) is not channel-wise")
 
@@ -172,17 +174,17 @@ class ChannelPrune(Method):
     key = "channel_prune"
     per_layer = True
 
-    def __init__(self, amount: float = 0.5, name: str | None = None) -> None:
+    def __init__(self, amount: float = 0.5, pointwise: tuple[type, ...] = (), name: str | None = None) -> None:
         if not 0.0 < amount < 1.0:
             raise ValueError(f"amount is the fraction of channels to remove, in (0, 1); got {amount}")
         super().__init__(name or (None if amount == 0.5 else f"channel_prune({amount:g})"))
-        self.amount = amount
+        self.amount, self.pointwise = amount, tuple(pointwise)
 
     def layers(self, model: nn.Module, ctx: Context) -> list[str]:
-        return [g.producer for g in plan_groups(model, ctx.args) if not g.skipped]
+        return [g.producer for g in plan_groups(model, ctx.args, self.pointwise) if not g.skipped]
 
     def apply(self, model: nn.Module, ctx: Context, only: set[str] | None = None) -> Compressed:
-        groups = plan_groups(model, ctx.args)
+        groups = plan_groups(model, ctx.args, self.pointwise)
         todo = [g for g in groups if not g.skipped and (only is None or g.producer in only)]
         if not todo:
             why = "; ".join(f"{g.producer or '(root)'}: {g.skipped}" for g in groups if g.skipped) or "no Linear/Conv layer"

@@ -35,7 +35,8 @@ class Distill(Method):
 
     def __init__(self, student: nn.Module | Callable[[], nn.Module] | None = None, width: float = 0.5,
                  steps: int = 200, lr: float = 1e-3, temperature: float = 4.0, alpha: float = 0.9,
-                 loss: str = "auto", trace: bool = True, name: str | None = None) -> None:
+                 loss: str = "auto", trace: bool = True, pointwise: tuple[type, ...] = (),
+                 name: str | None = None) -> None:
         super().__init__(name)
         if loss not in ("auto", "kl", "mse"):
             raise ValueError(f"loss must be 'auto', 'kl' or 'mse', got {loss!r}")
@@ -45,10 +46,11 @@ class Distill(Method):
             raise ValueError(f"width (the student's share of the teacher's channels) must be in (0, 1), got {width}")
         self.student, self.width, self.steps, self.lr = student, width, steps, lr
         self.temperature, self.alpha, self.loss, self.trace = temperature, alpha, loss, trace
+        self.pointwise = tuple(pointwise)  # for the default student: see ChannelPrune
 
     def _make_student(self, teacher: nn.Module, ctx: Context) -> tuple[nn.Module, str]:
         if self.student is None:
-            out = ChannelPrune(1.0 - self.width).apply(copy.deepcopy(teacher), ctx)
+            out = ChannelPrune(1.0 - self.width, pointwise=self.pointwise).apply(copy.deepcopy(teacher), ctx)
             return out.model, f"the teacher with {100 * (1 - self.width):.0f}% of its prunable channels removed"
         s = self.student if isinstance(self.student, nn.Module) else self.student()
         if not isinstance(s, nn.Module):

@@ -36,11 +36,19 @@ def weight_counts(model: nn.Module) -> tuple[int, int]:
     """(stored weight and bias elements, how many of them are non-zero), over the state dict
     (quantized and packed weights included; BatchNorm statistics and quantization scales not)."""
     total = nonzero = 0
+    seen: set[tuple[int, tuple[int, ...]]] = set()
     for key, v in model.state_dict().items():
         leaf = key.rsplit(".", 1)[-1]
         if leaf not in ("weight", "bias", "_packed_params", "in_proj_weight", "in_proj_bias"):
             continue
         for t in _tensors(v):
+            try:  # a tied weight (GPT-2's lm_head and wte) appears under two keys: count it once
+                key_ = (t.data_ptr(), tuple(t.shape))
+            except (RuntimeError, NotImplementedError, TypeError):
+                key_ = (id(t), tuple(t.shape))
+            if key_ in seen:
+                continue
+            seen.add(key_)
             n = t.numel()
             total += n
             try:
@@ -57,7 +65,7 @@ def _float_outputs(out: Any) -> list[tuple[str, torch.Tensor]]:
 
 def deviation(reference_out: Any, out: Any) -> dict[str, float]:
     """max |out - reference| over every float output, the same relative to max |reference|, and for
-    class scores (a [N, C] output) the fraction of rows whose arg-max agrees with the reference."""
+    class scores (a [N, C] or [N, T, V] output) the fraction of rows whose arg-max agrees with the reference."""
     ref, new = _float_outputs(reference_out), _float_outputs(out)
     if len(ref) != len(new) or any(a.shape != b.shape for (_, a), (_, b) in zip(ref, new)):
         shapes = ([list(t.shape) for _, t in ref], [list(t.shape) for _, t in new])
@@ -68,8 +76,8 @@ def deviation(reference_out: Any, out: Any) -> dict[str, float]:
     scale = max(float(a.float().abs().max()) if a.numel() else 0.0 for _, a in ref)
     agree = math.nan
     a, b = ref[0][1], new[0][1]
-    if a.dim() == 2 and a.shape[1] > 1:
-        agree = float((a.argmax(dim=1) == b.argmax(dim=1)).float().mean())
+    if a.dim() in (2, 3) and a.shape[-1] > 1:  # class scores [N, C] or token logits [N, T, V]
+        agree = float((a.argmax(dim=-1) == b.argmax(dim=-1)).float().mean())
     return {"max_abs_dev": max_abs, "rel_dev": max_abs / scale if scale > 0 else math.nan, "agreement": agree}
 
 

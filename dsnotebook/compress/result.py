@@ -105,7 +105,7 @@ class CompressionResult:
                          _ms(r["latency_b1_ms"]), _speed(r, "b1"), _ms(r["latency_bN_ms"]), _speed(r, "bN"),
                          f"{r[m]:.4g}" if m in r and r[m] == r[m] else "-",
                          f"{r['max_abs_dev']:.3g}" if r["max_abs_dev"] == r["max_abs_dev"] else "-",
-                         str(r["status"])])
+                         _short(str(r["status"]))])
         widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
         sparse = t["sparse_bytes"].dropna()
@@ -124,6 +124,11 @@ class CompressionResult:
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(self.summary())
+
+
+def _short(text: str, n: int = 90) -> str:
+    """A status cut for the text table (the whole text is in the table and the notes)."""
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def _speed(r: Any, b: str) -> str:
