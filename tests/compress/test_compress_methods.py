@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from compress_models import FAST, ConvNet, Residual
+from compress_models import FAST, Bottleneck, ConvNet, Residual
 from dsnotebook import compress
 from dsnotebook.compress import ChannelPrune, Context, Distill, DynamicInt8, Int8WeightOnly, MagnitudePrune, plan_groups
 
@@ -126,6 +126,23 @@ def test_channel_plan_leaves_coupled_layers_alone():
     assert groups["b"].skipped == "" and groups["b"].consumers == [("c", 1)]
     assert groups["c"].skipped == "" and groups["c"].consumers == [("out", 1)]
     assert "model output" in groups["out"].skipped
+
+
+def test_channel_plan_of_a_resnet_bottleneck(images):
+    torch.manual_seed(0)
+    m = Bottleneck().eval()
+    x = torch.randn(4, 3, 8, 8)
+    groups = {g.producer: g for g in plan_groups(m, (x,))}
+    assert groups["stem"].skipped == "" and groups["stem"].batchnorms == ["bn"]
+    assert sorted(c for c, _ in groups["stem"].consumers) == ["conv1", "downsample.0"]  # one input, two branches
+    assert groups["conv1"].consumers == [("conv2", 1)] and groups["conv2"].consumers == [("conv3", 1)]
+    assert "combines" in groups["conv3"].skipped and "combines" in groups["downsample.0"].skipped  # the += add
+    ref = _out(m, x)
+    res = ChannelPrune(0.5).apply(copy.deepcopy(m), Context((x,)))
+    p = res.model
+    assert (p.stem.out_channels, p.bn.num_features, p.conv1.in_channels, p.downsample[0].in_channels) == (4, 4, 4, 4)
+    assert (p.conv1.out_channels, p.conv2.in_channels, p.conv2.out_channels, p.conv3.in_channels) == (2, 2, 2, 2)
+    assert _out(p, x).shape == ref.shape
 
 
 def test_distill_trains_a_smaller_student_under_the_tracer(convnet, images):
