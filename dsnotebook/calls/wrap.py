@@ -335,6 +335,9 @@ def _resumed(gen: Any, site: Site, args: tuple, kwargs: dict, names: tuple[str, 
 
 def wrap(fn: Callable[..., Any], site: Site) -> Callable[..., Any]:
     """The traced version of ``fn`` (function, method, generator or coroutine function)."""
+    owner = getattr(fn, "__self__", None)
+    if owner is not None:  # a bound method (model.forward wrapped in place): its modules named under it
+        HOOKS.note_owner(owner)
     names = data.arg_names(fn) if site.level >= DEBUG else ()
     if inspect.isgeneratorfunction(fn):
         return _generator(fn, site, names)

@@ -103,10 +103,11 @@ def test_methods_static_class_and_forward():
 
 
 def test_bound_method_of_a_model_can_be_wrapped_in_place():
-    lin = torch.nn.Linear(2, 2)
-    lin.forward = trace(lin.forward, name="lin")
-    lin(torch.ones(1, 2))
-    assert list(trace.calls()["name"]) == ["lin"]
+    seq = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    seq.forward = trace(seq.forward, name="seq")
+    seq(torch.ones(1, 2))
+    df = trace.calls()
+    assert list(df["name"]) == ["0", "1", "seq"], "submodules named under the method's module"
 
 
 def test_generator_one_record_timed_over_its_resumptions():
