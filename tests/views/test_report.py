@@ -158,3 +158,21 @@ def test_script_breaking_names_and_big_models_stay_safe_and_small(tmp_path) -> N
     assert len(html) < 5_000_000  # fewer columns, not a bigger file
     assert html.count("<script") == html.count("</script>")  # no name closes a script element
     assert "<script>alert(1)" not in html
+
+
+def test_report_of_a_run_directory_written_while_training(tmp_path) -> None:
+    from helpers import tiny_cnn
+
+    torch.manual_seed(0)
+    model = tiny_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    log_dir = tmp_path / "runs" / "x"
+    with ModelTracer(model, opt, log_dir=log_dir) as tracer:
+        for _ in range(6):
+            opt.zero_grad()
+            F.cross_entropy(model(torch.randn(4, 1, 8, 8)), torch.randint(0, 10, (4,))).backward()
+            opt.step()
+    assert cli(["report", str(log_dir), "-o", str(tmp_path / "x.html")]) == 0
+    opened = Run.open(log_dir)
+    data = build_report(opened).select_one({"name": "dsn-grad-heatmap"}).renderers[0].data_source.data
+    np.testing.assert_array_equal(data["norm"][0], tracer.run.matrix("norm").astype(np.float32))
