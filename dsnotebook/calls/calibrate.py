@@ -22,6 +22,7 @@ import torch
 from dsnotebook.calls.device import DEVICE
 from dsnotebook.calls.record import INFO, TRACE, Site
 from dsnotebook.calls.state import OVERHEAD, STATE, current
+from dsnotebook.core.hooks import internal
 
 __all__ = ["calibrate"]
 
@@ -96,7 +97,8 @@ def calibrate(device: bool = False, ops: bool = False) -> None:
     f_site = Site("(calibration)", "function", INFO, modules=False)
     traced_empty = wrap(empty, f_site)
     ident = torch.nn.Identity()
-    x = torch.zeros(1)
+    with internal():  # made inside the user's call, maybe under a graph capture: not theirs
+        x = torch.zeros(1)
 
     def plain_calls(n: int) -> None:
         for _ in range(n):
@@ -131,7 +133,7 @@ def calibrate(device: bool = False, ops: bool = False) -> None:
     STATE.push(sink)
     outside = current.set(None)  # measured as calls of their own, never children of the user's call
     try:
-        with torch.no_grad():
+        with torch.no_grad(), internal():  # not the user's ops: a graph capture running now ignores them
             if ops:
                 OVERHEAD.full["op"] = _full(wrap(op_calls, outer), wrap(op_calls, outer_ops))
             else:

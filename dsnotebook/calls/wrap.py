@@ -28,6 +28,7 @@ from dsnotebook.calls.modules import SKIP_AFTER_EMPTY, ModuleHooks
 from dsnotebook.calls.ops import OpMode, quiet
 from dsnotebook.calls.record import DEBUG, INFO, TRACE, Call, Site, error_text
 from dsnotebook.calls.state import OVERHEAD, STATE, current, next_id
+from dsnotebook.core.hooks import internal
 
 __all__ = ["wrap", "Span", "HOOKS", "begin", "end", "ops_active"]
 
@@ -114,7 +115,8 @@ def _begin_data(rec: Call, site: Site, level: int, args: tuple | None, kwargs: d
     t = perf_counter()
     if args is not None:
         try:
-            rec.inputs = data.capture_inputs(args, kwargs or {}, names)
+            with internal():
+                rec.inputs = data.capture_inputs(args, kwargs or {}, names)
         except Exception as exc:  # never an error in the user's code
             rec.inputs = [{"error": error_text(exc)}]
     if level == TRACE and ops and site.kind != "module":
@@ -152,10 +154,11 @@ def _end_data(rec: Call, sink: Any, output: Any, has_output: bool) -> None:
         _ops_on.pop(get_ident(), None)
         rec.ops.__exit__(None, None, None)
         rec.ops = None
-    token = quiet.set(True)
+    token = quiet.set(True)  # our tensor work is neither the user's ops nor their graph's
     try:
         if rec.inputs is not None or has_output:
-            rec.inputs, rec.outputs, rec.stats = data.finish_data(rec.inputs, output, has_output, sink.stats)
+            with internal():
+                rec.inputs, rec.outputs, rec.stats = data.finish_data(rec.inputs, output, has_output, sink.stats)
     except Exception as exc:  # a summary that fails says so; the user's result is untouched
         rec.outputs = [{"error": error_text(exc)}]
         rec.stats = None

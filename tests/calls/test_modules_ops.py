@@ -171,3 +171,24 @@ def test_training_is_unchanged_with_tracing_on():
         assert _train(level) == base, level
     assert _train("debug", tracer=True) == base
     assert dsnotebook.trace.active()["module_hooks"] == 0
+
+
+def _graph_ops(level: str | None) -> list[str]:
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    if level is not None:
+        m.forward = trace(m.forward, level=level, name="net")
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    from dsnotebook.calls.state import OVERHEAD
+
+    OVERHEAD.ready = OVERHEAD.ops_ready = False  # calibration runs inside the captured forward
+    with ModelTracer(m, opt, capture_graph=True) as tracer:
+        opt.zero_grad()
+        m(torch.randn(3, 4)).sum().backward()
+        opt.step()
+    return sorted(n["label"] for n in tracer.run.graph["nodes"])
+
+
+def test_the_graph_capture_does_not_see_tracings_own_work():
+    plain = _graph_ops(None)
+    assert _graph_ops("debug") == plain and _graph_ops("trace") == plain
