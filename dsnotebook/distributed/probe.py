@@ -68,14 +68,16 @@ class RankStatsProbe(Probe):
     name = "ranks"
 
     def __init__(self, gather_every: int = 10, *, every: int | None = None, track_updates: bool | None = None,
-                 timeout: float = 120.0, heartbeat: float = 1.0, hang_after: float | None = 300.0) -> None:
-        for label, v in (("gather_every", gather_every), ("every", every)):
+                 timeout: float = 120.0, heartbeat: float = 1.0, hang_after: float | None = 300.0,
+                 align_every: int | None = None) -> None:
+        for label, v in (("gather_every", gather_every), ("every", every), ("align_every", align_every)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ValueError(f"{label} must be a positive integer, got {v!r}")
         if timeout <= 0 or heartbeat <= 0 or (hang_after is not None and hang_after <= 0):
             raise ValueError("timeout, heartbeat and hang_after must be positive seconds")
         self.gather_every, self.every, self.track_updates = gather_every, every, track_updates
         self.timeout, self.heartbeat, self.hang_after = timeout, heartbeat, hang_after
+        self.align_every = align_every
         self.collector: Collector | None = None
         self.merger: Merger | None = None
         self.beat: Heartbeat | None = None
@@ -85,10 +87,16 @@ class RankStatsProbe(Probe):
         self._unsubscribe: Any = None
         self._broken = True  # until attach succeeds: every hook is a no-op
 
-    def configure(self, every: int, track_updates: bool) -> None:
-        """The tracer's own settings, where this probe was not given its own."""
+    def configure(self, every: int, track_updates: bool, align_every: int | None = None) -> None:
+        """The tracer's own settings, where this probe was not given its own.  ``align_every``: the
+        activation sampling period; on those steps rank 0 merges before the step's activation rows
+        are recorded (the Run's steps only move forward)."""
         self.every = self.every if self.every is not None else every
         self.track_updates = self.track_updates if self.track_updates is not None else track_updates
+        self.align_every = self.align_every if self.align_every is not None else align_every
+
+    def _aligned(self, step: int) -> bool:
+        return self.align_every is not None and step % self.align_every == 0
 
     def records(self, step: int) -> bool:
         return step % (self.every or 1) == 0
@@ -162,13 +170,20 @@ class RankStatsProbe(Probe):
 
     def _forward_ends(self, module: Any, args: Any, output: Any) -> None:
         self.beat.mark(self._step, "backward")
+        if self.merger is not None and not self._broken and self._aligned(self._step) and self.collector.in_flight:
+            try:  # activation rows of this step come next: the earlier whole-job rows go in first
+                self._finish()
+            except CollectiveTimeout as exc:  # never raise from a hook
+                self._broken = True
+                self._report(f"the statistics gather failed ({exc})", self._step)
+                self.collector.abandon()
 
     def before_forward(self, step: int) -> None:
         if self.beat is None:
             return
         self._step = step  # the tracer's own counter moves on only at the next optimizer call
         self.beat.mark(step, "data loading")
-        if step >= self._next and not self._broken:
+        if (step >= self._next or self._aligned(step)) and not self._broken:
             self._next = (step // self.gather_every + 1) * self.gather_every
             self._collect(step)
 

@@ -57,7 +57,8 @@ def default_probes(*, every: int | str, track_updates: bool, capture_graph: bool
     job = world()
     if ranks or (job is not None and job.size > 1):
         rank_probe = ranks[0] if ranks else RankStatsProbe()
-        rank_probe.configure(every=every if isinstance(every, int) else 1, track_updates=track_updates)
+        rank_probe.configure(every=every if isinstance(every, int) else 1, track_updates=track_updates,
+                            align_every=activations_every)
         probes: list[Probe] = [rank_probe]
         extra = [p for p in extra if p is not rank_probe]
     else:

@@ -287,3 +287,20 @@ def test_a_probe_that_cannot_set_up_its_group_stays_quiet(monkeypatch):
                 opt.step()
     assert len([e for e in tr.run.events if "statistics are off" in e["detail"]]) == 1  # once, not per step
     assert tr.hook_count == 0 and tr.module_hook_count == 0
+
+
+def test_activation_sampling_does_not_push_whole_job_rows_out_of_the_run():
+    # activation rows of step 3 used to be recorded before the gathered gradient rows of steps 1-2
+    # arrived, which the Run (steps only move forward) then refused
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with ModelTracer(model, opt, activations_every=3, probes=[RankStatsProbe(5)], capture_graph=False) as tr:
+        for _ in range(8):
+            opt.zero_grad()
+            F.cross_entropy(model(torch.randn(4, 6)), torch.randint(0, 3, (4,))).backward()
+            opt.step()
+    grads = tr.to_dataframe("grads")
+    assert sorted(grads["step"].unique()) == list(range(8))
+    assert sorted(tr.to_dataframe("activations")["step"].unique()) == [0, 3, 6]
+    assert not [e for e in tr.run.events if "arrived after" in e["detail"]]
