@@ -14,6 +14,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dsnotebook import ModelTracer
+from dsnotebook.kernels import choice
 from dsnotebook.run.fields import derive_update_fields
 from dsnotebook.stats import reference
 from dsnotebook.stats.reference import COL_ABSMAX, COL_SUM, COL_SUMSQ, TorchStatsBackend
@@ -27,12 +28,12 @@ NAN, INF = float("nan"), float("inf")
 
 def assert_matches_float64(tensors, got=None):
     got = F32.grad_stats(tensors) if got is None else got
-    ref = REF.grad_stats_exact(tensors)
+    ref = REF.grad_stats_exact(tensors).cpu()
     assert got.device.type == "cpu" and got.dtype == torch.float64 and got.shape == ref.shape
     bad = (got[:, COL_ABSMAX:] != ref[:, COL_ABSMAX:]).any(1).nonzero().flatten().tolist()
     assert not bad, f"abs-max/counts/hist differ for tensors {bad}: {got[bad[0]]} vs {ref[bad[0]]}"
     torch.testing.assert_close(got[:, COL_SUMSQ], ref[:, COL_SUMSQ], rtol=1e-10, atol=0)
-    abs_sum = torch.stack([t.detach().double().nan_to_num(0.0, 0.0, 0.0).abs().sum() for t in tensors])
+    abs_sum = torch.stack([t.detach().cpu().double().nan_to_num(0.0, 0.0, 0.0).abs().sum() for t in tensors])
     assert ((got[:, COL_SUM] - ref[:, COL_SUM]).abs() <= 1e-12 * abs_sum).all(), (got[:, COL_SUM], ref[:, COL_SUM])
     return got, ref
 
@@ -183,8 +184,9 @@ def test_a_traced_run_on_a_device_without_float64_records_the_same_numbers(monke
     state = {k: v.clone() for k, v in model.state_dict().items()}
     plain = _train(model)
     model.load_state_dict(state)
-    monkeypatch.setattr(reference, "has_float64", lambda device: False)
+    monkeypatch.setattr(choice, "has_float64", lambda device: False)  # the device probe the tracer's choice asks
     simulated = _train(model)
+    assert plain.run.meta["backends"] == {"cpu": "torch"} and simulated.run.meta["backends"] == {"cpu": "torch-float32"}
     for table, exact in (("grads", ["nonfinite", "zero_frac", "absmax"]), ("updates", ["changed_frac"])):
         a, b = plain.to_dataframe(table), simulated.to_dataframe(table)
         assert len(a) == len(b) > 0
@@ -194,3 +196,20 @@ def test_a_traced_run_on_a_device_without_float64_records_the_same_numbers(monke
             np.testing.assert_allclose(a[col], b[col], rtol=1e-5, atol=1e-12)
     ha, hb = plain.to_dataframe("hist"), simulated.to_dataframe("hist")
     assert ha.equals(hb)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_on_a_real_gpu(dtype):
+    """The same ops on a GPU's own kernels (CUDA/ROCm here; what MPS runs is untested without a Mac)."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU: torch.cuda.is_available() is False")
+    tensors = [t.cuda() for t in _adversarial(dtype) + _random_set(0, dtype)]
+    assert_matches_float64(tensors)
+    weights = [w.cuda() for w in _weights(dtype)]
+    snap32, snap64 = F32.snapshot(weights), REF.snapshot(weights)
+    for w in weights:
+        w.view(-1)[::3] += 1e-3
+    got, ref = F32.update_stats(snap32, weights), REF.update_stats_exact(snap64, weights).cpu()
+    assert torch.equal(got[:, 2], ref[:, 2])
+    torch.testing.assert_close(got[:, :2], ref[:, :2], rtol=1e-6, atol=0)
