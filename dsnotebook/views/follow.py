@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from dsnotebook.run.reader import RunDirReader
+from dsnotebook.run.runs import is_run_dir
 
 MIN_INTERVAL = 1.0  # seconds between polls, at least
 
@@ -31,6 +32,11 @@ class Follower:
                              f"got {interval!r}")
         self.reader = RunDirReader(path, keep=keep)
         self.path = self.reader.dir
+        if self.path.is_dir() and not is_run_dir(self.path):
+            inner = sorted(p.name for p in self.path.iterdir() if p.is_dir() and is_run_dir(p))
+            if inner:
+                raise ValueError(f"{self.path} is a folder of runs ({', '.join(inner[:5])}): follow one of them, "
+                                 "or Run.open the folder to list and compare them")
         self.interval = float(interval)
         self.view: Any = None
         self.error: BaseException | None = None

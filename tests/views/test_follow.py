@@ -77,6 +77,12 @@ def test_follow_refuses_to_poll_faster_than_once_a_second(tmp_path):
         Follower(tmp_path, interval=0.2)
 
 
+def test_following_a_folder_of_runs_says_to_pick_one(tmp_path):
+    Run(TENSORS).save(tmp_path / "a")
+    with pytest.raises(ValueError, match="a folder of runs \\(a\\): follow one of them"):
+        follow(tmp_path, display=False)
+
+
 def test_wait_times_out_with_a_clear_message(tmp_path):
     f = Follower(tmp_path / "never")
     with pytest.raises(TimeoutError, match="waiting, 0 steps"):
