@@ -99,8 +99,8 @@ class HardwareProfile:
             cores = f"{self.sm_count} GPU cores, " if self.sm_count else ""
             gpu = f"{self.gpu_name} GPU ({cores}unified memory, {mem} usable; {flags}; no float64)"
         elif self.device == "xpu":
-            gpu = (f"{self.gpu_count} x {self.gpu_name} ({self.sm_count} Xe-cores, {mem}"
-                   f"{', unified memory' if self.unified_memory else ''}; {flags}{'' if self.fp64 else '; no float64'})")
+            extra = (", unified memory" if self.unified_memory else "", "" if self.fp64 else "; no float64")
+            gpu = f"{self.gpu_count} x {self.gpu_name} ({self.sm_count} Xe-cores, {mem}{extra[0]}; {flags}{extra[1]})"
         else:
             gpu = f"no GPU (CPU bf16 math {yes_no(self.bf16)})"
         return (f"<HardwareProfile {gpu}; {self.cpu_cores} CPU cores, {self.ram_bytes / 2**30:.0f} GiB RAM; "
