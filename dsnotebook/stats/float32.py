@@ -15,16 +15,18 @@ in float32 and finished on the host in float64:
   overflow, squares cannot overflow), then summed *error-free*: ``hi = (v + s) - s`` with
   ``s`` a power of two above the row's total keeps the leading bits of every value on a
   common grid, so the row sum of ``hi`` is exact in any summation order; the remainder is
-  split again (sums) or summed as is.  Squares are exact too (Dekker's split: ``x*x = q + err``).
+  split once more, then summed.  Squares are exact too (Dekker's split: ``x*x = q + err``).
   Sum and sum of squares come out to about float64 accuracy; values more than 2^149 below a
-  row's largest magnitude (below float32's range once scaled) are lost.
+  row's largest magnitude (below float32's range once scaled) are lost.  Updates: half the
+  difference (no overflow) and the old weights, each scaled by its own row maximum; their
+  squares are rounded once (2^-24 relative: ratios need 1e-5).
 * One device->host copy per call (per-row partial sums, bin positions), then float64
   sums over each tensor's rows.  The result is a CPU float64 tensor in the backends'
   layout: the copy every non-CUDA result gets at once anyway (``core.transfer``).
 
 Accuracy against the float64 path on the adversarial inputs of tests/stats: histograms,
-counts and abs-max identical; norms, sums and squares within 1e-12 relative (see the test
-and ``benchmarks/stats_float32.py``).
+counts and abs-max identical; norms within 1e-12 relative, sums within 1e-12 of the sum of
+|x| (see the tests and ``benchmarks/stats_float32.py``).
 """
 from __future__ import annotations
 
@@ -34,8 +36,8 @@ import numpy as np
 import torch
 
 from dsnotebook.stats.layout import (COL_ABSMAX, COL_NONFINITE, COL_SUM, COL_SUMSQ, COL_ZEROS, GRAD_COLS,
-                                        HIST_BINS, HIST_EXP_MIN, HIST_OFFSET, UCOL_CHANGED, UCOL_DIFFSQ,
-                                        UCOL_WEIGHTSQ, UPDATE_COLS)
+                                     HIST_BINS, HIST_EXP_MIN, HIST_OFFSET, UCOL_CHANGED, UCOL_DIFFSQ, UCOL_WEIGHTSQ,
+                                     UPDATE_COLS)
 
 _BIAS = 127
 _INF = 0x7F800000  # |x| bits at and above: Inf and NaN
