@@ -33,7 +33,8 @@ NAN = math.nan
 def compress(model: nn.Module, methods: str | Method | Iterable[str | Method], example_inputs: Any,
              eval_fn: Callable[[nn.Module], float] | None = None, data: Any = None, *, metric: str = "metric",
              higher_is_better: bool = True, tolerance: float = 0.01, rounds: int = 5, block_s: float = 0.02,
-             threads: int | None = None, sensitivity: bool = True, max_layers: int = 64, errors: str = "warn", seed: int = 0) -> CompressionResult:
+             threads: int | None = None, sensitivity: bool = True, max_layers: int = 64, errors: str = "warn",
+             seed: int = 0) -> CompressionResult:
     """Compress ``model`` with each of ``methods`` and measure every result against the original.
 
     ``methods``: names (``"dynamic_int8"``, ``"int8_weight_only"``, ``"magnitude_prune"``,
@@ -43,8 +44,9 @@ def compress(model: nn.Module, methods: str | Method | Iterable[str | Method], e
     on all of it).  ``eval_fn(model) -> float``: your metric (``metric`` names it); a drop of more
     than ``tolerance`` warns.  ``data``: batches for distillation.  ``rounds`` x ``block_s``: the
     latency budget per model and batch size; ``threads``: torch's CPU threads while timing (default:
-    as set; 1 gives steadier numbers on a busy shared machine).  ``errors="raise"`` stops at the first failing method
-    (default: its row says why and a warning is shown).
+    as set; 1 gives steadier numbers on a busy shared machine).  ``sensitivity``: per-layer rows for
+    the first ``max_layers`` layers of each method that compresses single layers.  ``errors="raise"``
+    stops at the first failing method (default: its row says why and a warning is shown).
     """
     _check_model(model)
     todo = resolve(methods)
