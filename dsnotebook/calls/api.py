@@ -14,7 +14,8 @@ import pandas as pd
 from dsnotebook.calls.record import LEVELS, Site
 from dsnotebook.calls.recorder import DEFAULT
 from dsnotebook.calls.state import OVERHEAD, STATE
-from dsnotebook.calls.wrap import HOOKS, Span, ops_active, wrap
+from dsnotebook.calls.span import Span
+from dsnotebook.calls.wrap import HOOKS, ops_active, wrap
 
 __all__ = ["FunctionTrace"]
 

@@ -83,7 +83,8 @@ def calibrate(device: bool = False, ops: bool = False) -> None:
 
     ``ops``: measure the op mode only (done when the first "trace" call is sampled: the first
     ``TorchFunctionMode`` call costs torch tens of milliseconds of set-up)."""
-    from dsnotebook.calls.wrap import Span, wrap  # the wrappers measured here call this module
+    from dsnotebook.calls.span import Span  # the wrappers measured here call this module
+    from dsnotebook.calls.wrap import wrap
 
     if ops:
         OVERHEAD.ops_ready = True

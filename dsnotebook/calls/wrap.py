@@ -1,4 +1,4 @@
-"""The wrappers around traced functions, generators and coroutines; span and module calls.
+"""The wrappers around traced functions, generators and coroutines; module and op calls.
 
 The "info" function wrapper is the hot path (at most 2 us per call on a CPU): one context
 variable read and set, a slotted record, two ``perf_counter`` readings, and the record handed
@@ -30,7 +30,7 @@ from dsnotebook.calls.record import DEBUG, INFO, TRACE, Call, Site, error_text
 from dsnotebook.calls.state import OVERHEAD, STATE, current, next_id
 from dsnotebook.core.hooks import internal
 
-__all__ = ["wrap", "Span", "HOOKS", "begin", "end", "ops_active"]
+__all__ = ["wrap", "HOOKS", "begin", "end", "ops_active"]
 
 HOOKS = ModuleHooks()
 HOOKS.current = current.get
@@ -349,42 +349,3 @@ def wrap(fn: Callable[..., Any], site: Site) -> Callable[..., Any]:
     if site.level == INFO:
         return _info_function(fn, site)
     return _slow_function(fn, site, names)
-
-
-_span_sites: dict[tuple[str, int | None], Site] = {}
-
-
-class Span:
-    """``with dsnotebook.trace.span("branch"):`` a block timed as a child of the enclosing call.
-
-    Its level is the enclosing call's unless given.  One ``Span`` object times one block at a
-    time (``trace.span(...)`` makes a new one each time).
-    """
-
-    __slots__ = ("site", "level", "rec", "sink")
-
-    def __init__(self, name: str, level: int | None = None) -> None:
-        key = (name, level)
-        site = _span_sites.get(key)
-        if site is None:
-            site = Site(name, "span", INFO if level is None else level, modules=None)
-            if len(_span_sites) < 10_000:  # names made per step (f"step {i}") are not all kept
-                _span_sites[key] = site
-        self.site, self.level, self.rec = site, level, None
-
-    def __enter__(self) -> "Span":
-        if not STATE.enabled:
-            return self
-        parent = current.get()
-        level = self.level if self.level is not None else (parent.level if parent is not None else INFO)
-        self.sink = STATE.sink
-        self.rec = begin(self.site, level, parent, self.sink)
-        return self
-
-    def __exit__(self, et: Any, exc: BaseException | None, tb: Any) -> bool:
-        rec, self.rec = self.rec, None
-        if rec is not None:
-            if exc is not None:
-                rec.error = error_text(exc)
-            end(rec, self.sink)
-        return False
