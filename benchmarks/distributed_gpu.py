@@ -64,8 +64,8 @@ class ResNetLike(nn.Module):
 
     def __init__(self, blocks: tuple[int, ...] = (3, 4, 6, 3), width: int = 64, classes: int = 1000) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-                                   nn.MaxPool2d(3, 2, 1)]
+        layers: list[nn.Module] = [nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
+                                   nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
         cin = width
         for i, n in enumerate(blocks):
             w = width * 2 ** i
@@ -123,7 +123,10 @@ def resnet(smoke: bool) -> tuple[nn.Module, str]:
 
 
 # -- workloads --------------------------------------------------------------------------------------
-def workload(name: str, dev: torch.device, smoke: bool) -> tuple[nn.Module, torch.optim.Optimizer, Callable[[], None], str]:
+Workload = tuple[nn.Module, torch.optim.Optimizer, Callable[[], None], str]
+
+
+def workload(name: str, dev: torch.device, smoke: bool) -> Workload:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     torch.manual_seed(0)
@@ -254,11 +257,12 @@ def main() -> None:
     args.smoke = not cuda
     if args.smoke:
         args.pairs, args.steps, args.warmup = min(args.pairs, 3), min(args.steps, 3), min(args.warmup, 2)
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=300))
-    rank, world = dist.get_rank(), dist.get_world_size()
-    dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank))) if cuda else torch.device("cpu")
+    dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(dev)
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=300),
+                            device_id=dev if cuda else None)
+    rank, world = dist.get_rank(), dist.get_world_size()
     results = [measure(w, args, dev) for w in args.workloads.split(",") if w]
     if rank == 0:
         env = environment(dev, world)

@@ -50,15 +50,17 @@ def straggler_rank(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggest
     row = hit.iloc[0]
     phase = str(row["excess_phase"])
     where, snippet = _ADVICE.get(phase, _ADVICE["data"])
+    score, step_s = float(row["score"]), float(row["step_s"])
     return Suggestion(
         rule="straggler_rank", category="distributed", severity="warning",
-        title=f"Rank {rank} is the straggler: the job waits for it {100 * row['score']:.0f}% of every step ({where.split(' (')[0]})",
-        evidence={"rank": rank, "score": float(row["score"]), "excess_phase": phase,
-                  "excess_ms": 1e3 * float(row["excess_s"]), "step_ms": 1e3 * float(row["step_s"]),
+        title=f"Rank {rank} is the straggler: the job waits for it {100 * score:.0f}% of every step "
+              f"({where.split(' (')[0]})",
+        evidence={"rank": rank, "score": score, "excess_phase": phase,
+                  "excess_ms": 1e3 * float(row["excess_s"]), "step_ms": 1e3 * step_s,
                   "work_ms_by_rank": {int(r): round(1e3 * float(w), 2) for r, w in scores["work_s"].items()},
                   "wait_ms_by_rank": {int(r): round(1e3 * float(w), 2) for r, w in scores["wait_s"].items()}},
-        gain=f"up to {1e3 * float(row['score'] * row['step_s']):.1f} ms per step (x{1 / max(1e-9, 1 - row['score']):.2f}) "
-             f"if rank {rank} did no more work than the fastest rank",
+        gain=f"up to {1e3 * score * step_s:.1f} ms per step (x{1 / max(1e-9, 1 - score):.2f}) if rank {rank} did "
+             "no more work than the fastest rank",
         snippet=snippet,
         verify_hint=f"not verifiable in this process: fix {where} on rank {rank}, rerun, and compare its straggler "
                     "score in the rank x phase view",

@@ -219,7 +219,9 @@ class RankStatsProbe(Probe):
     def post_step(self, batch: StepBatch) -> None:
         if self._broken:
             return
-        step, snaps = self._snaps.pop(id(batch.optimizer), (None, None)) if batch.optimizer is not None else (None, None)
+        if batch.optimizer is None:
+            return
+        step, snaps = self._snaps.pop(id(batch.optimizer), (None, None))
         for backend, before, idx, tensors in snaps or ():
             self._submit(step, backend.update_stats(before, tensors), idx, "upd")
 

@@ -25,7 +25,8 @@ from dsnotebook.core.clock import PHASES, STEP
 from dsnotebook.distributed.packing import PHASE_KEYS
 from dsnotebook.run.fields import GRAD_FIELDS, derive_grad_fields
 
-__all__ = ["WIDE_KEYS", "STEP_TIME", "rank_phases", "rank_phase_table", "phase_skew", "straggler_scores", "straggler", "rank_grads",
+__all__ = ["WIDE_KEYS", "STEP_TIME", "rank_phases", "rank_phase_table", "phase_skew", "straggler_scores", "straggler",
+           "rank_grads",
            "STRAGGLER_SCORE", "WORK_PHASES"]
 
 #: a rank whose score is at least this (5% of every step spent waiting for it) is named the straggler
