@@ -132,3 +132,20 @@ def test_default_recorder_flame():
     w = dsnotebook.trace.flame()
     assert w.calls == 1 and w.nodes[0]["name"].endswith("f") and w.overhead["ready"]
     dsnotebook.trace.clear()
+
+
+def test_report_has_a_traced_functions_section(tmp_path):
+    from dsnotebook.views.report.calls import calls_section
+
+    run = Run()
+    assert calls_section(run) == []
+    run.add_records("calls", ROWS)
+    run.meta["calls_overhead"] = {"call_s": {"function": 1.2e-6}}
+    heading, note, table = calls_section(run)
+    assert "Traced functions" in heading.text and "2 root calls over 2 steps" in note.text and "1.20 us" in note.text
+    assert "<td>fuse</td><td class=\"num\">2</td><td class=\"num\">3000</td>" in table.text.replace("\n", "")
+    hostile = Run()
+    hostile.add_records("calls", [_row(1, None, "<img src=x onerror=alert(1)>", 0.0, 1.0)])
+    assert "<img" not in calls_section(hostile)[2].text and "&lt;img" in calls_section(hostile)[2].text
+    path = dsnotebook.report(run, tmp_path / "r.html")
+    assert "Traced functions" in path.read_text()

@@ -3,7 +3,7 @@
 Sections, in order: metadata, gradient flow (heatmap + global norm), the histogram of
 log2|g| over steps, update ratios, activations and dead units, non-finite events,
 performance (step split, per-layer times), ranks (distributed runs: rank x phase, stragglers),
-suggestions with their verification verdicts.
+traced functions (``@dsnotebook.trace`` calls merged by path), suggestions with their verification verdicts.
 Each section is one module and reads the Run through its public readers,
 :mod:`dsnotebook.perf.measures` (performance) or :mod:`dsnotebook.views.histograms`, the
 same sources as the widgets.
@@ -27,6 +27,7 @@ from bokeh.models import Range1d
 from bokeh.resources import INLINE
 
 from dsnotebook.views.report.activations import activation_section
+from dsnotebook.views.report.calls import calls_section
 from dsnotebook.views.report.columns import columns_for, windows
 from dsnotebook.views.report.events import event_section
 from dsnotebook.views.report.gradients import gradient_section
@@ -74,6 +75,7 @@ def build_report(run: Any, *, title: str | None = None, max_columns: int = DEFAU
     items += event_section(run)
     items += performance_section(run, max_columns)
     items += rank_section(run)  # distributed runs only
+    items += calls_section(run)  # runs with @dsnotebook.trace calls only
     items += suggestion_section(run)
     return column(items, sizing_mode="stretch_width", name="dsn-report")
 
