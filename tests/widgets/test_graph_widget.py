@@ -256,7 +256,9 @@ def test_live_dashboard_without_graph_falls_back_to_the_heatmap():
     with tracer:
         _train(model, opt, 2)
     view.close()
-    assert list(view.widget.children) == [view.heat.widget]
+    # no tabs: the heatmap, and the histogram panel (hidden until a row is clicked)
+    assert list(view.widget.children) == [view.heat.widget, view.histogram.widget]
+    assert view.histogram.widget.tensor == ""
 
 
 @pytest.mark.parametrize("name", ["graph", "perf", "suggestions"])
