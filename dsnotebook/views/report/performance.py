@@ -52,9 +52,8 @@ def performance_section(run: Any, max_columns: int) -> list[Any]:
                                                        ("step total ms", "@total{0.000}"), ("warm-up", "@warmup")]))
     fig.xaxis.axis_label = "sampled step (the first is warm-up, left out of medians)"
     fig.xaxis.major_label_orientation = 0.8 if len(data["x"]) > 30 else 0
-    fig.legend.location = "top_left"
-    fig.legend.orientation = "horizontal"
     fig.legend.label_text_font_size = "9px"
+    fig.add_layout(fig.legend[0], "right")  # beside the bars, never over them
     items.append(fig)
     items += _layers(run)
     mem = measures.memory(run)
@@ -85,6 +84,6 @@ def _layers(run: Any) -> list[Any]:
                            legend_label=["forward", "backward"])
     fig.add_tools(HoverTool(renderers=rends, tooltips=[("module", "@module"), ("forward ms", "@fwd{0.000}"),
                                                        ("backward ms", "@bwd{0.000}"), ("calls", "@calls")]))
-    fig.legend.location = "bottom_right"
+    fig.add_layout(fig.legend[0], "right")
     fig.yaxis.major_label_text_font_size = "9px"
     return [fig]
