@@ -11,7 +11,7 @@ from torch import nn
 
 import dsnotebook
 from compress_models import FAST, ConvNet
-from dsnotebook.compress import CompressionWarning, Compressed, Distill, MagnitudePrune, Method
+from dsnotebook.compress import CompressionWarning, Compressed, Distill, Int8WeightOnly, MagnitudePrune, Method
 from dsnotebook.compress.latency import interleaved_latency
 
 
@@ -50,7 +50,7 @@ def test_global_rng_state_restored(convnet, images):
 
 
 def test_table_is_measured(convnet, images):
-    r = dsnotebook.compress(convnet, ["int8_weight_only", "magnitude_prune"], images,
+    r = dsnotebook.compress(convnet, [Int8WeightOnly(backend="reference"), "magnitude_prune"], images,
                             eval_fn=lambda m: float(m(images).sum()), metric="score", **FAST)
     t = r.table
     assert list(t.index) == ["original", "int8_weight_only", "magnitude_prune"]
