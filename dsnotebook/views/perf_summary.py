@@ -59,4 +59,4 @@ def panel_state(run: Any) -> dict[str, Any]:
 
 def show(widget: Any, run: Any) -> None:
     """Refresh a PerfWidget from ``run`` (the live dashboard calls this at most once a second)."""
-    widget.set_state(panel_state(run))
+    widget.set_data(panel_state(run))

@@ -50,11 +50,13 @@ class PerfWidget(anywidget.AnyWidget):
 
     STATE = ("step", "phases", "layers", "memory", "sampled_steps", "steady_steps")
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Set the data traits in one message; only those that changed are sent."""
+    def set_data(self, state: dict[str, Any]) -> None:
+        """Set the data traits in one message; only those that changed are sent.  (Not ``set_state``:
+        ipywidgets applies the browser's updates, a click's ``selected_module`` among them, through
+        ``Widget.set_state``.)"""
         unknown = set(state) - set(self.STATE)
         if unknown:
-            raise KeyError(f"PerfWidget.set_state: unknown keys {sorted(unknown)}; expected some of {self.STATE}")
+            raise KeyError(f"PerfWidget.set_data: unknown keys {sorted(unknown)}; expected some of {self.STATE}")
         with self.hold_sync():
             for k, v in state.items():
                 if getattr(self, k) != v:

@@ -108,11 +108,13 @@ def test_panel_state_is_json_and_the_widget_only_renders_it():
     assert state["memory"][0] == {"module": "(model)", "kind": "params", "bytes": 1004}
     w = PerfWidget()
     assert not w.has_data and [p[0] for p in w.phase_styles] == list(PHASES)
-    w.set_state(state)
+    w.set_data(state)
     assert w.has_data and w.step == state["step"] and w.layers == state["layers"]
     with pytest.raises(KeyError, match="unknown keys"):
-        w.set_state({"timings": []})
+        w.set_data({"timings": []})
     assert [label for _, label, _ in PHASE_STYLES] == [PHASE_LABELS[p] for p in PHASES]
+    w.set_state({"selected_module": "layers.1.fc"})  # a click in the browser arrives through ipywidgets' set_state
+    assert w.selected_module == "layers.1.fc"
 
 
 def test_phase_names_are_defined_once():
