@@ -88,6 +88,27 @@ def synthetic_run(steps: int, tensors: int = 200) -> tuple[Run, list[tuple[np.nd
     return Run(rows, {"model": "synthetic"}, keep=1000), variants
 
 
+def listener_cost(tmp: pathlib.Path, steps: int = 2000, pairs: int = 10) -> tuple[float, float]:
+    """Training-thread CPU per step of recording 200 tensors' rows into a Run, with and without a
+    RunWriter listening (its thread's commits are not on this thread's clock): microseconds."""
+    run, variants = synthetic_run(1)
+    ids = np.arange(len(run.tensors))
+    upd = np.ones((len(ids), 3))
+    plain, logged = [], []
+    for i in range(pairs):
+        for on in ((False, True) if i % 2 == 0 else (True, False)):
+            r = Run(run.tensors, {}, keep=1000)
+            w = RunWriter(r, tmp / f"listen{i}", interval=2.0).start() if on else None
+            c0 = time.thread_time()
+            for s in range(steps):
+                r.add_grads(s, ids, variants[s % 4])
+                r.add_updates(s, ids, upd)
+            (logged if on else plain).append((time.thread_time() - c0) / steps)
+            if w is not None:
+                w.close()
+    return 1e6 * statistics.median(plain), 1e6 * statistics.median(logged)
+
+
 def open_time(steps: int, tmp: pathlib.Path) -> dict:
     run, variants = synthetic_run(steps)
     d = tmp / "long"
@@ -140,6 +161,9 @@ def main() -> None:
               f"tracer {r['plain_ms']:.2f} ms/step, tracer + log_dir {r['logged_ms']:.2f} ms/step, "
               f"overhead {r['overhead_pct']:+.1f}% [IQR {r['iqr'][0]:+.1f}%, {r['iqr'][1]:+.1f}%] "
               f"({r['segments_per_block']} segments in a block)")
+        p, q = listener_cost(tmp)
+        print(f"training thread, recording 200 tensors' rows per step: {p:.1f} us CPU without a writer, {q:.1f} us "
+              f"with one listening (+{q - p:.1f} us)")
         o = open_time(args.open_steps, tmp)
         print(f"open: {o['tensors']} tensors x {o['steps']} steps, directory {o['dir_mb']:.0f} MB "
               f"(writer {o['write_ms_per_step']:.3f} ms CPU per step in segments of 100 steps)")
