@@ -24,6 +24,7 @@ import anywidget
 import traitlets
 
 from dsnotebook.widgets.esm import load_esm
+from dsnotebook.widgets.panel import with_text_fallback
 
 __all__ = ["CompressionWidget"]
 
@@ -46,14 +47,4 @@ class CompressionWidget(anywidget.AnyWidget):
         self.text_fallback = text_fallback
 
     def _repr_mimebundle_(self, **kwargs: Any):  # type: ignore[override]
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if self.text_fallback is None:
-            return bundle
-        try:
-            text = str(self.text_fallback())
-        except Exception as exc:  # a broken fallback must not break display
-            text = f"compression: text summary failed ({type(exc).__name__}: {exc})"
-        if isinstance(bundle, tuple):
-            data, meta = bundle
-            return {**(data or {}), "text/plain": text}, meta
-        return {**(bundle or {}), "text/plain": text}
+        return with_text_fallback(super()._repr_mimebundle_(**kwargs), self.text_fallback, "compression")

@@ -31,6 +31,8 @@ from typing import Any, Callable
 import ipywidgets
 import traitlets
 
+from dsnotebook.widgets.panel import with_text_fallback
+
 __all__ = ["Dashboard"]
 
 
@@ -99,15 +101,5 @@ class Dashboard(ipywidgets.VBox):
             self.children = want
 
     def _repr_mimebundle_(self, **kwargs: Any):  # type: ignore[override]
-        bundle = super()._repr_mimebundle_(**kwargs)
         fn = self.text_fallback or getattr(self.heatmap, "_text_summary", None)
-        if fn is None:
-            return bundle
-        try:
-            text = str(fn())
-        except Exception as exc:  # a broken fallback must not break display
-            text = f"dashboard: text summary failed ({type(exc).__name__}: {exc})"
-        if isinstance(bundle, tuple):
-            data, meta = bundle
-            return {**(data or {}), "text/plain": text}, meta
-        return {**(bundle or {}), "text/plain": text}
+        return with_text_fallback(super()._repr_mimebundle_(**kwargs), fn, "dashboard")

@@ -19,6 +19,7 @@ import anywidget
 import traitlets
 
 from dsnotebook.widgets.esm import load_esm
+from dsnotebook.widgets.panel import set_data
 
 __all__ = ["RanksWidget"]
 
@@ -41,17 +42,8 @@ class RanksWidget(anywidget.AnyWidget):
     STATE = ("ranks", "columns", "matrix", "skew", "scores", "excess", "straggler", "steps")
 
     def set_data(self, state: dict[str, Any]) -> None:
-        """Set the data traits in one message; only those that changed are sent.
-
-        (Not ``set_state``: ipywidgets applies the browser's updates, a click's ``selected_rank``
-        among them, through ``Widget.set_state``.)"""
-        unknown = set(state) - set(self.STATE)
-        if unknown:
-            raise KeyError(f"RanksWidget.set_data: unknown keys {sorted(unknown)}; expected some of {self.STATE}")
-        with self.hold_sync():
-            for k, v in state.items():
-                if getattr(self, k) != v:
-                    setattr(self, k, v)
+        """Set the data traits in one message; only those that changed are sent (see widgets.panel)."""
+        set_data(self, state, self.STATE)
 
     @property
     def has_data(self) -> bool:
