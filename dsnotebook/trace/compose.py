@@ -72,7 +72,8 @@ def default_probes(*, every: int | str, track_updates: bool, capture_graph: bool
         probes.append(ActivationProbe(activations_every))
     if nonfinite != "off":
         probes.append(NonFiniteProbe(nonfinite))
-    probes.append(CallsProbe())  # @dsnotebook.trace calls made while attached (idle without them)
+    if not any(isinstance(p, CallsProbe) for p in extra):  # @dsnotebook.trace calls made while attached
+        probes.append(CallsProbe())  # (idle without them); one given in probes= replaces it
     for p in extra:
         if not isinstance(p, Probe):
             raise TypeError(f"probes must be dsnotebook.core.probe.Probe instances, got {type(p).__qualname__}")
