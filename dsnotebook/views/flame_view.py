@@ -63,7 +63,7 @@ class FlameView:
                      self.max_nodes)
         self.view = view
         modes = ["call", "step", "all"] if view["steps"] else ["call", "all"]
-        w.show({"nodes": view["nodes"], "total": view["total"], "calls": view["calls"], "steps": view["steps"],
+        w.set_data({"nodes": view["nodes"], "total": view["total"], "calls": view["calls"], "steps": view["steps"],
                      "shown_call": view["call_index"], "shown_step": view["step"], "hidden": view["hidden"],
                      "overhead": self.overhead(), "modes": modes})
 

@@ -25,6 +25,7 @@ import anywidget
 import traitlets
 
 from dsnotebook.core.jsonsafe import to_json
+from dsnotebook.widgets import panel
 from dsnotebook.widgets.esm import load_esm
 
 __all__ = ["FlameWidget"]
@@ -56,18 +57,9 @@ class FlameWidget(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self.text_fallback = text_fallback
 
-    def show(self, state: dict[str, Any]) -> None:
-        """Set the data traits in one message (non-finite numbers become None: JSON has no NaN);
-        only those that changed are sent.  (Not ``set_state``: ipywidgets calls that one with the
-        browser's updates.)"""
-        unknown = set(state) - set(self.STATE)
-        if unknown:
-            raise KeyError(f"FlameWidget.show: unknown keys {sorted(unknown)}; expected some of {self.STATE}")
-        with self.hold_sync():
-            for k, v in state.items():
-                v = to_json(v)
-                if getattr(self, k) != v:
-                    setattr(self, k, v)
+    def set_data(self, state: dict[str, Any]) -> None:
+        """Set the data traits in one message (non-finite numbers become None: JSON has no NaN)."""
+        panel.set_data(self, {k: to_json(v) for k, v in state.items()}, self.STATE)
 
     @property
     def has_data(self) -> bool:
@@ -82,14 +74,4 @@ class FlameWidget(anywidget.AnyWidget):
         return super().__repr__()
 
     def _repr_mimebundle_(self, **kwargs: Any):  # type: ignore[override]
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if self.text_fallback is None:
-            return bundle
-        try:
-            text = str(self.text_fallback())
-        except Exception as exc:  # a broken fallback must not break display
-            text = f"flame view: text summary failed ({type(exc).__name__}: {exc})"
-        if isinstance(bundle, tuple):
-            data, meta = bundle
-            return {**(data or {}), "text/plain": text}, meta
-        return {**(bundle or {}), "text/plain": text}
+        return panel.with_text_fallback(super()._repr_mimebundle_(**kwargs), self.text_fallback, "flame view")
