@@ -44,7 +44,9 @@ class GradStatsProbe(Probe):
         return self.schedule.records(step)
 
     def flush(self) -> None:
-        self.ctx.run.meta["schedule"] = self.schedule.describe()
+        ctx = getattr(self, "ctx", None)  # flush() may come before the first attach
+        if ctx is not None:
+            ctx.run.meta["schedule"] = self.schedule.describe()
 
     def detach(self) -> None:
         self.flush()
