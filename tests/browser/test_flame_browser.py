@@ -5,6 +5,7 @@ Python, the mode buttons answer, hostile function and module names stay text; an
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -70,9 +71,16 @@ def _json(nb: Any, code: str, tag: str) -> dict[str, Any]:
 
 def _box_point(page: Any, node: dict[str, Any], root: str = ".dsn-flame") -> tuple[float, float]:
     """Page coordinates of the middle of a box (from the canvas's x range, width and row height)."""
-    page.locator(f"{root} .dsn-flame-canvas").scroll_into_view_if_needed()
+    canvas = page.locator(f"{root} .dsn-flame-canvas")
+    canvas.scroll_into_view_if_needed()
+    box, deadline = canvas.bounding_box(), time.monotonic() + 10
+    while time.monotonic() < deadline:  # new cell outputs move the page: wait until it stands still
+        time.sleep(0.15)
+        again = canvas.bounding_box()
+        if again == box:
+            break
+        box = again
     d = page.evaluate(f"() => Object.assign({{}}, document.querySelector('{root} .dsn-flame-canvas').dataset)")
-    box = page.locator(f"{root} .dsn-flame-canvas").bounding_box()
     x0, x1, width, row = float(d["x0"]), float(d["x1"]), float(d["plotW"]), float(d["rowH"])
     mid = (max(node["x"], x0) + min(node["x"] + node["w"], x1)) / 2
     return box["x"] + (mid - x0) / (x1 - x0) * width, box["y"] + node["depth"] * row + row / 2
@@ -119,10 +127,10 @@ def test_flame_view(page: Any, lab: Any, nb: Any) -> None:
     assert st["selected"] == hostile["id"], st
 
     # a module box (the hostile Sequential, called inside the hostile function): selects the module
-    mod = next(n for n in nodes if n["kind"] == "module" and n["name"] == HOSTILE)
+    mod = max((n for n in nodes if n["kind"] == "module" and n["name"] == HOSTILE), key=lambda n: n["w"])
     page.mouse.click(*_box_point(page, mod))
-    page.wait_for_function(f"() => document.querySelector('.dsn-flame .dsn-flame-details-title').textContent"
-                           f" === {json.dumps(HOSTILE + ' (module)')}")
+    page.wait_for_function(f"() => {{ const t = document.querySelector('.dsn-flame .dsn-flame-details-title');"
+                           f" return t && t.textContent === {json.dumps(HOSTILE + ' (module)')}; }}")
     st = _json(nb, STATE, "STATE")
     assert st["module"] == HOSTILE and st["selected"] == mod["id"], st
     assert page.evaluate("() => document.querySelectorAll('.dsn-flame img').length") == 0
