@@ -4,18 +4,14 @@ kernel is idle (no cell running), until the script finishes."""
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import secrets
-import subprocess
-import sys
 import time
-import urllib.request
 from typing import Any, Iterator
 
 import pytest
 
-from conftest import ARTIFACTS, REPO, _free_port
+from conftest import ARTIFACTS, REPO
+from servers import jupyter_server
 
 pytestmark = pytest.mark.browser
 SCRIPT = REPO / "tests" / "run" / "write_script.py"
@@ -24,46 +20,9 @@ SCRIPT = REPO / "tests" / "run" / "write_script.py"
 @pytest.fixture(scope="module")
 def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, pathlib.Path]]:
     pytest.importorskip("notebook", reason="pip install notebook (Notebook 7)")
-    base = tmp_path_factory.mktemp("nb7")
-    root = base / "notebooks"
-    root.mkdir()
-    settings = base / "settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(base / "config"), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"), "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    port, token = _free_port(), secrets.token_hex(16)
-    log = open(base / "notebook.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "notebook", "--allow-root", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
-         "--JupyterNotebookApp.expose_app_in_browser=True"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("Notebook 7 did not start:\n" + (base / "notebook.log").read_text()[-3000:])
-        time.sleep(0.2)
-    try:
-        yield url, token, root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
+    with jupyter_server(tmp_path_factory.mktemp("nb7"), "notebook",
+                        ["--JupyterNotebookApp.expose_app_in_browser=True"]) as srv:
+        yield srv.url, srv.token, srv.root
 
 def _write_notebook(path: pathlib.Path, cells: list[str]) -> None:
     nb = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c}
