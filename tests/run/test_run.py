@@ -6,33 +6,13 @@ import pytest
 import torch
 
 from dsnotebook import Run as FrontDoorRun
-from dsnotebook.run import ACT_FIELDS, GRAD_FIELDS, UPDATE_FIELDS, ActivationRows, Run
+from dsnotebook.run import ACT_FIELDS, GRAD_FIELDS, ActivationRows, Run
 from dsnotebook.run.fields import derive_grad_fields, derive_update_fields
-from dsnotebook.stats.reference import (GRAD_COLS, HIST_BINS, HIST_OFFSET, UPDATE_COLS,
-                                        TorchStatsBackend)
+from dsnotebook.stats.reference import HIST_BINS, UPDATE_COLS, TorchStatsBackend
 
-TENSORS = [{"tensor_id": i, "name": f"l{i}.weight", "module": f"l{i}", "tensor": "weight", "shape": [n],
-            "dtype": "float32", "numel": n, "trainable": True, "aliases": []} for i, n in enumerate((4, 6, 8))]
-ONE = np.zeros(1, np.int32)
-
-
-def _grad_raw(x: np.ndarray) -> np.ndarray:
-    """Backend layout of one tensor, computed with plain numpy (finite elements only)."""
-    x = np.asarray(x, np.float64).reshape(-1)
-    f = x[np.isfinite(x)]
-    row = np.zeros(GRAD_COLS)
-    row[:HIST_OFFSET] = [f.sum(), (f * f).sum(), np.abs(f).max(initial=0.0), x.size - f.size, (x == 0).sum()]
-    row[HIST_OFFSET] = (f == 0).sum()
-    row[HIST_OFFSET + 1] = (f != 0).sum()
-    return row
-
-
-def _act_row(module, call, seed, dead=()):
-    rng = np.random.default_rng(seed)
-    r = {"module": module, "type": "Linear", "dead": list(dead)}
-    r.update({f: float(rng.random()) for f in ACT_FIELDS})
-    r.update({"call": call, "dead_units": len(dead), "units": 8, "nonfinite": 0})
-    return r
+from rundata import ONE, TENSORS  # noqa: E402 - shared fixtures of tests/run
+from rundata import act_row as _act_row  # noqa: E402
+from rundata import grad_raw as _grad_raw  # noqa: E402
 
 
 def _recorder(run):
