@@ -1,0 +1,120 @@
+"""A change to the step is judged on the step: loading in the user's loop must not dilute it.
+
+Issue 15 item 6: on an H200 the advisor's A/B said x1.01 (refuted) for bf16 autocast on
+ResNet-50, while the step alone went from 32.8 ms (fp32) to about 21 ms (bf16 + channels_last).
+The user's loop loaded its batches on the main thread (``num_workers=0``: 16 ms of collation
+plus a pageable host-to-device copy) and the A/B timed that loading inside both arms, so a
+faster step hardly showed (and on a GPU, where the step runs asynchronously, not at all).
+
+These tests use a virtual clock (the loader and the step advance it by known amounts) so the
+expected ratios are exact: loading 30 ms, step 20 ms (baseline) vs 10 ms (variant).  The step
+gets x2.0 faster; the loop with its loading x1.25.  The verdict must report the step's x2.0
+and show the loop's x1.25 beside it.  Before the fix verify reported x1.25 as the change's gain.
+"""
+from __future__ import annotations
+
+import contextlib
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+import dsnotebook.advisor.verify as verify_mod
+from dsnotebook.advisor import advise
+from dsnotebook.advisor.variants import Variant, faster_loading
+from dsnotebook.advisor.verify import verify_variant
+from fakes import H100, cpu_profile, perf_run
+
+LOAD_S, STEP_A, STEP_B, BATCH = 0.030, 0.020, 0.010, 4
+
+
+class VirtualClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def perf_counter(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = VirtualClock()
+    fake_time = types.SimpleNamespace(perf_counter=c.perf_counter, time=c.perf_counter)
+    monkeypatch.setattr(verify_mod, "time", fake_time)
+    return c
+
+
+class Items(Dataset):
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, i: int):
+        self.clock.t += LOAD_S / BATCH  # a batch costs LOAD_S on the loop's thread
+        return torch.full((8,), float(i % 5)), i % 3
+
+
+FAST = {"on": False}
+
+
+@contextlib.contextmanager
+def faster_step():
+    FAST["on"] = True
+    try:
+        yield
+    finally:
+        FAST["on"] = False
+
+
+def make_step(clock: VirtualClock):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(batch):
+        x, y = batch
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        clock.t += STEP_B if FAST["on"] else STEP_A
+        return loss
+    return model, opt, step
+
+
+def test_a_faster_step_is_judged_on_the_step_not_on_the_loop_with_its_loading(clock):
+    model, opt, step = make_step(clock)
+    loader = DataLoader(Items(clock), batch_size=BATCH, shuffle=True)
+    res = verify_variant(Variant("faster step", step_context=faster_step), step, model=model, optimizer=opt,
+                         data=loader, steps=12, pairs=3)
+    assert res.speedup == pytest.approx(STEP_A / STEP_B, rel=1e-6), str(res)  # x2.0, not the loop's x1.25
+    assert res.baseline_s == pytest.approx(STEP_A) and res.variant_s == pytest.approx(STEP_B)
+    loop = res.extra["with_loading"]
+    assert loop["speedup"] == pytest.approx((LOAD_S + STEP_A) / (LOAD_S + STEP_B), rel=1e-6)
+    assert loop["baseline_s"] == pytest.approx(LOAD_S + STEP_A)
+    assert res.verdict == "verified" and "with loading" in str(res), str(res)
+    assert res.loss_drift == 0.0  # same batches in both arms
+
+
+def test_a_loader_change_is_still_judged_with_its_loading(clock):
+    """The data-loader rule changes the loading: its arms are timed with loading, as before."""
+    model, opt, step = make_step(clock)
+    loader = DataLoader(Items(clock), batch_size=BATCH, shuffle=True)
+    # a "faster loader" that costs nothing (a list of batches loaded up front, before the clock runs)
+    res = verify_variant(Variant("preloaded", make_data=lambda d: list(d)), step, model=model, optimizer=opt,
+                         data=loader, steps=8, pairs=2)
+    assert res.speedup == pytest.approx((LOAD_S + STEP_A) / STEP_A, rel=1e-6), str(res)
+    assert "with_loading" not in res.extra
+
+
+def test_without_data_nothing_changes(clock):
+    model, opt, step = make_step(clock)
+    batch = (torch.randn(BATCH, 8), torch.tensor([0, 1, 2, 0]))
+    res = verify_variant(Variant("faster step", step_context=faster_step), lambda: step(batch), model=model,
+                         optimizer=opt, steps=6, pairs=3)
+    assert res.speedup == pytest.approx(STEP_A / STEP_B, rel=1e-6) and "with_loading" not in res.extra
