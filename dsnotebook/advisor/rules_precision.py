@@ -30,34 +30,80 @@ def _compute_share(run: Any) -> tuple[float, float]:
     return compute, (compute / step if step > 0 else 0.0)
 
 
-def mixed_precision(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggestion | None:
+def _amp_choice(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> tuple[Any, bool, str] | None:
+    """(dtype, GradScaler, reason) when mixed precision is worth suggesting for this run, else None."""
     dtype, scaler, why = autocast_choice(hw)
-    s = ctx.settings(run)
-    compute, share = _compute_share(run)
-    if dtype is None or s.get("autocast") or "float32" not in measures.param_dtypes(run) or share < COMPUTE_SHARE:
+    if dtype is None or ctx.settings(run).get("autocast") or "float32" not in measures.param_dtypes(run):
         return None
+    return (dtype, scaler, why) if _compute_share(run)[1] >= COMPUTE_SHARE else None
+
+
+def _conv_share(run: Any) -> tuple[int, float, float, bool]:
+    """(conv layers, conv seconds, their share of forward + backward, whether per-layer times exist)."""
+    n_conv = measures.conv_weights(run)
+    times = measures.module_times(run)
+    conv_names = {t["module"] for t in run.tensors if t.get("tensor") == "weight" and len(t.get("shape", ())) == 4}
+    convs = times[times.index.isin(conv_names)]
+    conv_s = float((convs["fwd"] + convs["bwd"]).sum())
+    compute, _ = _compute_share(run)
+    return n_conv, conv_s, (conv_s / compute if compute > 0 else 0.0), not times.empty
+
+
+def _nhwc_with_amp(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> bool:
+    """Whether the autocast suggestion brings channels_last along: an NCHW conv net on tensor cores.
+
+    Low-precision tensor-core convolutions read NHWC; on an NCHW model cuDNN transposes every
+    activation to and fro, which eats much of bf16's gain, while channels_last alone in fp32
+    gains nothing (H200, ResNet-50: x0.98).  Suggested and verified separately, each change
+    looks useless; together they are the change that pays (NVIDIA's own advice for AMP)."""
+    if not hw.nvidia or not channels_last_helps(hw) or ctx.settings(run).get("channels_last") is not False:
+        return False
+    n_conv, _, share, timed = _conv_share(run)
+    return n_conv > 0 and (share >= 0.3 or not timed)
+
+
+def mixed_precision(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggestion | None:
+    choice = _amp_choice(run, hw, ctx)
+    if choice is None:
+        return None
+    dtype, scaler, why = choice
+    compute, share = _compute_share(run)
+    nhwc = _nhwc_with_amp(run, hw, ctx)
     name = str(dtype).replace("torch.", "")
     dev = hw.device
+    x = "x.to(memory_format=torch.channels_last)" if nhwc else "x"
+    layout = ("model = model.to(memory_format=torch.channels_last)  # NHWC: what tensor-core convs read\n"
+              if nhwc else "")
     if scaler:
-        snippet = (f"scaler = torch.amp.GradScaler('{dev}')\n"
-                   f"with torch.autocast('{dev}', dtype=torch.float16):\n    loss = loss_fn(model(x), y)\n"
+        snippet = (layout + f"scaler = torch.amp.GradScaler('{dev}')\n"
+                   f"with torch.autocast('{dev}', dtype=torch.float16):\n    loss = loss_fn(model({x}), y)\n"
                    "scaler.scale(loss).backward()\nscaler.step(optimizer)\nscaler.update()")
     else:
-        snippet = f"with torch.autocast('{dev}', dtype=torch.{name}):\n    loss = loss_fn(model(x), y)\nloss.backward()"
+        snippet = (layout + f"with torch.autocast('{dev}', dtype=torch.{name}):\n    loss = loss_fn(model({x}), y)\n"
+                   "loss.backward()")
     if dev == "mps":  # Apple GPUs run fp16/bf16 math at about the fp32 rate: the gain is mostly memory
         gain = "about half the activation memory and bandwidth; speed-ups on Apple GPUs are modest (verify)"
     else:
         units = {"cuda": "tensor cores" if hw.nvidia else "matrix cores", "xpu": "XMX engines"}.get(dev, "bf16 units")
         gain = f"x1.5-3 on matmul/conv-heavy steps ({units}), about half the activation memory"
+    evidence = {"param_dtype": "float32", "compute_ms": 1e3 * compute, "compute_share": share,
+                "device": hw.gpu_name or "cpu", "reason": why}
+    if nhwc:
+        evidence["channels_last"] = False
+        evidence["conv_layers"] = measures.conv_weights(run)
+    autocast = lambda: torch.autocast(dev, dtype=dtype)  # noqa: E731
+    variant = (Variant(f"autocast {name} + channels_last", enter=lambda c: to_channels_last(c.model),
+                       step_context=autocast) if nhwc else Variant(f"autocast {name}", step_context=autocast))
     return Suggestion(
         rule="mixed_precision", category="speed",
-        title=f"Train in {name} autocast" + (" with a GradScaler" if scaler else ""),
-        evidence={"param_dtype": "float32", "compute_ms": 1e3 * compute, "compute_share": share,
-                  "device": hw.gpu_name or "cpu", "reason": why},
-        gain=gain,
+        title=f"Train in {name} autocast" + (" with a GradScaler" if scaler else "")
+        + (" and channels_last" if nhwc else ""),
+        evidence=evidence,
+        gain=gain + ("; channels_last lets the convolutions use them without layout transposes" if nhwc else ""),
         snippet=snippet,
-        verify_hint="A/B: the step under torch.autocast vs fp32; watch the loss drift (should stay within ~1%)",
-        variant=Variant(f"autocast {name}", step_context=lambda: torch.autocast(dev, dtype=dtype)))
+        verify_hint="A/B: the step under torch.autocast vs fp32" + (" (model in channels_last)" if nhwc else "")
+        + "; watch the loss drift (should stay within ~1%)",
+        variant=variant)
 
 
 def tf32(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggestion | None:
@@ -92,16 +138,12 @@ def tf32(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggestion | None
 
 def channels_last(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggestion | None:
     s = ctx.settings(run)
-    n_conv = measures.conv_weights(run)
-    if not channels_last_helps(hw) or n_conv == 0 or s.get("channels_last") is not False:
+    if not channels_last_helps(hw) or s.get("channels_last") is not False:
         return None
-    times = measures.module_times(run)
-    conv_names = {t["module"] for t in run.tensors if t.get("tensor") == "weight" and len(t.get("shape", ())) == 4}
-    convs = times[times.index.isin(conv_names)]
-    conv_s = float((convs["fwd"] + convs["bwd"]).sum())
-    compute, _ = _compute_share(run)
-    share = conv_s / compute if compute > 0 else 0.0
-    if not times.empty and share < 0.3:
+    if _nhwc_with_amp(run, hw, ctx) and _amp_choice(run, hw, ctx) is not None:
+        return None  # part of the mixed-precision suggestion: in fp32 NHWC alone gains nothing
+    n_conv, conv_s, share, timed = _conv_share(run)
+    if n_conv == 0 or (timed and share < 0.3):
         return None
     return Suggestion(
         rule="channels_last", category="speed",

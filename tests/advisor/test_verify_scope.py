@@ -118,3 +118,69 @@ def test_without_data_nothing_changes(clock):
     res = verify_variant(Variant("faster step", step_context=faster_step), lambda: step(batch), model=model,
                          optimizer=opt, steps=6, pairs=3)
     assert res.speedup == pytest.approx(STEP_A / STEP_B, rel=1e-6) and "with_loading" not in res.extra
+
+
+# -- the bf16 suggestion for a conv net on tensor cores, and what reaches the model -----------------
+CONV_MODULES = {"stem": (0.05, 0.09), "layers.0.fc": (0.001, 0.002)}
+
+
+def conv_run(**settings):
+    return perf_run(settings={"autocast": None, "channels_last": False, **settings}, modules=CONV_MODULES)
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_bf16_for_an_nchw_conv_net_on_tensor_cores_comes_with_channels_last():
+    """Autocast alone on NCHW convs (cuDNN transposes to NHWC and back) and channels_last alone in fp32
+    each looked useless on the H200; the suggestion is the pair, verified as the pair."""
+    by_rule = {s.rule: s for s in advise(conv_run(), H100, model=nn.Conv2d(3, 4, 3))}
+    s = by_rule["mixed_precision"]
+    assert "channels_last" in s.title and "memory_format=torch.channels_last" in s.snippet
+    assert s.variant.enter is not None and s.variant.step_context is not None
+    ac = s.variant.step_context()
+    assert ac.device == "cuda" and ac.fast_dtype == torch.bfloat16
+    assert "channels_last" not in by_rule  # not a second, fp32-only suggestion
+    # already NHWC, or convs not worth it, or autocast already on: the old behaviour
+    nhwc = {s.rule: s for s in advise(conv_run(channels_last=True), H100)}
+    assert "channels_last" not in nhwc["mixed_precision"].title and nhwc["mixed_precision"].variant.enter is None
+    on = {s.rule: s for s in advise(conv_run(autocast="bfloat16"), H100, model=nn.Conv2d(3, 4, 3))}
+    assert "mixed_precision" not in on and on["channels_last"].variant is not None
+    mlp = {s.rule: s for s in advise(perf_run(settings={"autocast": None, "channels_last": False}, conv=False), H100)}
+    assert "channels_last" not in mlp["mixed_precision"].title and mlp["mixed_precision"].variant.enter is None
+
+
+def test_the_variant_reaches_the_model_the_step_uses(clock):
+    """Instrumented: inside the timed steps of the variant's blocks the convolutions run under autocast,
+    produce bf16 and have NHWC weights; in the baseline's blocks fp32 and NCHW; afterwards NCHW again."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, a, out: seen.append(
+        (FAST["on"], torch.is_autocast_enabled("cpu"), out.dtype,
+         m.weight.is_contiguous(memory_format=torch.channels_last)))) for m in (model[0], model[2])]
+
+    @contextlib.contextmanager
+    def amp():
+        with faster_step(), torch.autocast("cpu", dtype=torch.bfloat16):
+            yield
+
+    def step(batch):
+        x, y = batch
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    from dsnotebook.advisor.variants import to_channels_last
+
+    data = [(torch.randn(4, 3, 10, 10), torch.tensor([0, 1, 2, 0])) for _ in range(6)]
+    res = verify_variant(Variant("bf16 + NHWC", enter=lambda c: to_channels_last(c.model), step_context=amp), step,
+                         model=model, optimizer=opt, data=data, steps=4, pairs=2)
+    for h in hooks:
+        h.remove()
+    variant = {s[1:] for s in seen if s[0]}
+    baseline = {s[1:] for s in seen if not s[0]}
+    assert variant == {(True, torch.bfloat16, True)} and baseline == {(False, torch.float32, False)}
+    assert res.extra["timing"] == "step" and res.variant_saved_bytes < res.baseline_saved_bytes
+    assert not model[0].weight.is_contiguous(memory_format=torch.channels_last)
