@@ -1,6 +1,6 @@
 """Issue 15 item 6: the advisor's bf16 verdict on ResNet-50 next to a direct measurement of the same change.
 
-    PYTHONPATH=. python3 benchmarks/advisor_verdict_gpu.py [--rounds 5] [--steps 8] [--out DIR]
+    PYTHONPATH=. python3 benchmarks/advisor_verdict_gpu.py [--rounds 5] [--steps 8] [--out DIR] [--cudnn-benchmark]
 
 One process, torchvision ResNet-50, batch 64 of 3x224x224 (random), SGD with momentum, the
 user's loop of ``benchmarks/advisor_gpu.py``: a DataLoader with ``num_workers=0`` over a host
@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="steps per direct block")
     ap.add_argument("--verify-steps", type=int, default=20)
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True first")
     ap.add_argument("--smoke", action="store_true", help="a tiny conv net on the CPU: checks the script runs")
     args = ap.parse_args()
     if not args.smoke and not torch.cuda.is_available():
@@ -95,6 +96,8 @@ def main() -> None:
             torch.cuda.synchronize()
 
     t_start = time.time()
+    if args.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
     hw = detect_gpu()
     say(str(hw))
     say(f"cudnn.benchmark={torch.backends.cudnn.benchmark}, cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
@@ -157,13 +160,17 @@ def main() -> None:
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     probe = LayoutProbe([convs[0], convs[-1]])
     report: dict = {"hardware": hw.to_dict(), "advisor": {}, "direct": {}}
-    amp_alone = Variant("autocast bfloat16 (alone, NCHW)",
-                        step_context=lambda: torch.autocast(dev, dtype=torch.bfloat16))
-    todo = [(s.id, s) for s in suggestions if s.rule in ("mixed_precision", "channels_last", "tf32") and s.can_verify]
-    todo.append(("autocast_alone", amp_alone))
-    for key, s in todo:
+    amp = lambda: torch.autocast(dev, dtype=torch.bfloat16)  # noqa: E731
+    todo = [(s.id, s.variant, "auto", s.target) for s in suggestions
+            if s.rule in ("mixed_precision", "channels_last", "tf32") and s.can_verify]
+    mp = next((s.variant for s in suggestions if s.rule == "mixed_precision" and s.can_verify), None)
+    if mp is not None:  # the advisor before the fix: the step timed with the loading of its batch
+        todo.append(("mp_loop_timed", mp, "loop", "speed"))
+    todo += [("autocast_alone", Variant("autocast bfloat16 (alone, NCHW)", step_context=amp), "auto", "speed"),
+             ("cl_alone", Variant("channels_last (alone, fp32)", enter=lambda c: to_channels_last(c.model)), "auto",
+              "speed")]
+    for key, variant, timing, target in todo:
         t1 = time.time()
-        variant = s.variant if hasattr(s, "variant") else s
         # label the probe by arm: wrap the variant's step context and the baseline's absence of it
         inner_ctx, inner_enter = variant.step_context, variant.enter
 
@@ -180,9 +187,7 @@ def main() -> None:
                            work_scale=variant.work_scale, min_warmup=variant.min_warmup)
         try:
             r = verify_variant(labelled, step, model=model, optimizer=opt, data=loader, steps=args.verify_steps,
-                               warmup=2, target=getattr(s, "target", "speed"))
-            if hasattr(s, "result"):
-                s.result, s.status = r, r.verdict
+                               warmup=2, target=target, timing=timing)
             say(f"\n    {key}: {r}  [{time.time() - t1:.0f} s]")
             report["advisor"][key] = r.to_record()
         except Exception as exc:
@@ -249,10 +254,10 @@ def main() -> None:
     # ---- side by side
     say("\n[4] verdict vs direct (same change, same step)")
     for key, rec in report["advisor"].items():
-        direct = {"mixed_precision": "bf16+CL" if "channels_last" in rec["variant"] else "bf16",
-                  "autocast_alone": "bf16", "channels_last": "fp32+CL"}.get(key)
+        direct = ("bf16+CL" if "channels_last" in rec["variant"] else "bf16") if key.startswith("m") else \
+            {"autocast_alone": "bf16", "channels_last": "fp32+CL", "cl_alone": "fp32+CL"}.get(key)
         loop = (rec.get("extra") or {}).get("with_loading") or {}
-        line = f"    {key:<16} advisor x{rec['speedup']:.2f} ({rec['verdict']})"
+        line = f"    {key:<15} {rec['extra'].get('timing', '?'):<4} advisor x{rec['speedup']:.2f} ({rec['verdict']})"
         if loop:
             line += f", loop with loading x{loop['speedup']:.2f}"
         if direct:
