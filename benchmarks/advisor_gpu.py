@@ -9,7 +9,8 @@ Cases (random data, so nothing is downloaded):
 
 Each case: 12 training steps under ModelTracer(profile_every=2), a torch.profiler window
 (trace written to --out), ``tracer.advise(data=loader)``, then ``suggestion.verify`` for
-every suggestion that has a variant (``--steps`` timed steps per arm, interleaved pairs).
+every suggestion that has a variant (``--steps`` timed steps per arm, interleaved pairs; a change
+to the step is judged on the step, the loop with its loading shown beside it).
 Prints suggestions with evidence and the measured speed-up / memory change / loss drift,
 and writes everything as JSON to ``--out/advisor_gpu.json``.
 """
@@ -128,7 +129,9 @@ def run_case(name: str, parts, steps: int, out: pathlib.Path) -> dict:
             print(f"    {rec['status']:<9} {rec['id']:<18} x{r['speedup']:.2f} "
                   f"(IQR {r['speedup_iqr'][0]:.2f}-{r['speedup_iqr'][1]:.2f})"
                   + (f", memory {100 * mem:+.0f}%" if mem is not None else "")
-                  + (f", loss drift {100 * r['loss_drift']:+.2f}%" if r.get("loss_drift") is not None else ""))
+                  + (f", loss drift {100 * r['loss_drift']:+.2f}%" if r.get("loss_drift") is not None else "")
+                  + (f"; loop with loading x{loop['speedup']:.2f}"
+                     if (loop := (r.get("extra") or {}).get("with_loading")) else ""))
         else:
             print(f"    {rec['status']:<9} {rec['id']:<18} {r.get('error', '(not verifiable automatically)')}")
     return {"case": name, "phases": ph, "memory": mem, "suggestions": results}

@@ -72,13 +72,18 @@ class Suggestion:
 
     def verify(self, step_fn: Callable[..., Any], steps: int = 20, *, model: Any = None, optimizer: Any = None,
                data: Any = None, pairs: int | None = None, warmup: int = 1,
-               progress: Progress | None = None) -> VerifyResult:
+               progress: Progress | None = None, timing: str = "auto") -> VerifyResult:
         """A/B: ``step_fn`` under the baseline and under this suggestion's change.
 
         ``step_fn()`` runs one full training step (load, forward, backward, optimizer)
         and returns the loss; with ``data`` (an iterable or DataLoader) it is called as
-        ``step_fn(batch)`` and loading is timed too (the data-loader rule changes the
-        loader).  Model, optimizer and RNG state are restored afterwards.
+        ``step_fn(batch)``.  A change to the loading (the data-loader rule) is timed with
+        the loading; a change to the step (autocast, TF32, compile, ...) is judged on the
+        step, with batches loaded before the clock starts, and the loop with its loading
+        is reported beside it (``result.extra["with_loading"]``): a loop that waits for its
+        data hides a faster step.  ``timing`` overrides ("step" or "loop"; see
+        :func:`~dsnotebook.advisor.verify.verify_variant`).  Model, optimizer and RNG state
+        are restored afterwards.
         """
         if self.variant is None:
             raise ValueError(f"{self.id}: this suggestion has no automatic variant to verify; "
@@ -97,7 +102,7 @@ class Suggestion:
         try:
             self.result = verify_variant(self.variant, step_fn, model=model, optimizer=optimizer, data=data,
                                          steps=steps, pairs=pairs, warmup=warmup, target=self.target,
-                                         progress=progress)
+                                         progress=progress, timing=timing)
             self.status = self.result.verdict
         except BaseException as exc:
             self.status, self.error = "error", f"{type(exc).__name__}: {exc}"
