@@ -8,9 +8,10 @@ passes under ``no_grad`` and checkpoint recomputation are skipped).
 
 Per module output the hook only keeps a reference (no device work, no sync).  At the
 step end one batched call of the tracer's statistics backend (the same one that does
-the gradients: sum, sumsq, absmax, non-finite, zeros per tensor) plus a per-channel
-"any non-zero" reduction (amax/amin over the other dims) give mean, std, abs-max, zero fraction, non-finite count and
-dead units; the numbers travel to the host in one copy.
+the gradients: sum, sumsq, absmax, non-finite, zeros per tensor) plus one per-channel
+maximum per rectifier output (maximum and minimum for rectifiers that can go negative),
+compared with zero once for all of them, give mean, std, abs-max, zero fraction,
+non-finite count and dead units; the numbers travel to the host in one copy.
 
 Dead unit: a channel of a rectifier's output (ReLU family: the module is one, or its
 output was made by one, e.g. a block ending in ``F.relu``) whose every element was
@@ -62,33 +63,63 @@ _RECTIFIER_NODES = frozenset({"ReluBackward0", "ReluBackward1", "HardtanhBackwar
                               "HardsigmoidBackward0"})
 
 
+_NONNEG_RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.Hardsigmoid)  # exact types: outputs >= 0 (or NaN)
+_NONNEG_NODES = frozenset({"ReluBackward0", "ReluBackward1", "HardsigmoidBackward0"})
+
+
+def rectifier_kind(module: nn.Module, t: torch.Tensor) -> int:
+    """0: not a rectifier's output; 1: a rectifier whose outputs are >= 0 (ReLU, ReLU6,
+    Hardsigmoid: a channel is silent when its maximum is 0); 2: another rectifier (Hardtanh,
+    Threshold, Hardswish: silent when maximum and minimum are 0)."""
+    if isinstance(module, _RECTIFIERS):
+        return 1 if type(module) in _NONNEG_RECTIFIERS else 2
+    node = t.grad_fn
+    if node is None:
+        return 0
+    kind = type(node).__name__
+    return 1 if kind in _NONNEG_NODES else 2 if kind in _RECTIFIER_NODES else 0
+
+
 def ends_in_rectifier(module: nn.Module, t: torch.Tensor) -> bool:
     """True when ``t`` (an output of ``module``) is a rectifier's output: zero means "silent"."""
-    if isinstance(module, _RECTIFIERS):
-        return True
-    node = t.grad_fn
-    return node is not None and type(node).__name__ in _RECTIFIER_NODES
+    return rectifier_kind(module, t) > 0
 
 
 class _Row:
-    __slots__ = ("name", "call", "type", "tensor", "version", "dim", "alias")
+    __slots__ = ("name", "call", "type", "tensor", "version", "dim", "alias", "kind")
 
-    def __init__(self, name: str, call: int, type_: str, tensor: torch.Tensor, dim: int | None, alias: int) -> None:
-        self.name, self.call, self.type, self.tensor, self.dim, self.alias = name, call, type_, tensor, dim, alias
-        self.version = tensor._version
+    def __init__(self, name: str, call: int, type_: str, tensor: torch.Tensor, version: int, dim: int | None,
+                 alias: int, kind: int) -> None:
+        self.name, self.call, self.type, self.tensor, self.version = name, call, type_, tensor, version
+        self.dim, self.alias, self.kind = dim, alias, kind
+
+
+_IDLE, _ARMED, _RECORDING, _DONE = "idle", "armed", "recording", "done"
 
 
 class ActivationSampler:
     """Forward hooks on every module while armed; :meth:`collect` turns what they saw into
-    one device array plus a host-side decoder."""
+    one device array plus a host-side decoder.
+
+    The hook itself only appends ``(name, module, output, version)`` to a list: no tensor
+    work, no allocation beyond that tuple (fewer objects alive during the step also means
+    fewer garbage-collector passes, which cost more than the hooks on a big process).
+    Call numbers, aliases, channel dims and rectifier kinds are worked out at
+    :meth:`collect`; an output's autograd node is the same then as at hook time, because a
+    row whose version changed (in-place op) is dropped.  Outputs of ``copy_modules`` are
+    cloned in the hook (their rectifier kind is taken from the original then).
+    """
 
     def __init__(self, model: nn.Module, copy_modules: set[str] | None = None) -> None:
         self._model = weakref.ref(model)  # the tracer outlives the model: hold it weakly
         self.hooks = HookSet()
         self.copy_modules: set[str] = set(copy_modules or ())
         self.notes: list[str] = []
-        self._rows: list[_Row] = []
-        self._state = "idle"  # idle -> armed -> recording -> done
+        self._raw: list[tuple[Any, ...]] = []
+        self._alive: list[torch.Tensor] = []
+        self._root_id = id(model)
+        self._depth = 0
+        self._state = _IDLE  # idle -> armed -> recording -> done
 
     @property
     def model(self) -> nn.Module | None:
@@ -102,70 +133,84 @@ class ActivationSampler:
         """Install the hooks for the coming step (idempotent)."""
         model = self.model
         if not self.armed and model is not None:
-            hook_modules(model, self._pre, self._post, self.hooks)
-        self._rows, self._calls, self._seen, self._prev, self._alive = [], {}, {}, None, []
+            self._root_id = id(model)
+            hook_modules(model, self._pre, self._post, self.hooks, with_kwargs=False)
+        self._raw, self._alive = [], []
         self._depth = 0
-        self._state = "armed"
+        self._state = _ARMED
 
     def disarm(self) -> None:
         self.hooks.remove()
-        self._state = "idle"
+        self._state = _IDLE
 
     def discard(self) -> None:
         """Forget outputs kept since the last collect (a forward that belongs to no step)."""
-        self._rows = []
+        self._raw, self._alive = [], []
 
     def _pre(self, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        if in_recompute() or is_replaying():
+        if id(module) != self._root_id or in_recompute() or is_replaying():
             return
-        root = module is self.model
-        if root and self._state == "armed" and torch.is_grad_enabled():
-            self._state = "recording"
-        if self._state == "recording":
-            self._depth += root
+        if self._state == _ARMED and torch.is_grad_enabled():
+            self._state = _RECORDING
+        if self._state == _RECORDING:
+            self._depth += 1
 
     def _post(self, name: str, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        if self._state != "recording" or in_recompute() or is_replaying():
+        if self._state != _RECORDING or in_recompute():
             return
         try:
-            with internal():
-                self._record(name, module, output)
+            t = output if type(output) is torch.Tensor else first_float_tensor(output)
+            if t is None or not (t.is_floating_point() or t.is_complex()):
+                self._raw.append((name, module, None, 0, 0, -1))
+            elif name in self.copy_modules:
+                with internal():
+                    self._alive.append(t)  # keeps id(t) unique until collect
+                    self._raw.append((name, module, t.detach().clone(), 0, id(t), rectifier_kind(module, t)))
+            else:
+                self._raw.append((name, module, t, t._version, id(t), -1))
         except Exception as exc:  # never raise from a hook: note it and go on
             self.notes.append(f"activation hook of {name or '(root)'}: {type(exc).__name__}: {exc}")
-        if module is self.model:
+        if id(module) == self._root_id:
             self._depth -= 1
             if self._depth <= 0:
-                self._state = "done"  # one forward per sampled step
+                self._state = _DONE  # one forward per sampled step
 
-    def _record(self, name: str, module: nn.Module, output: Any) -> None:
-        call = self._calls.get(id(module), 0)
-        self._calls[id(module)] = call + 1
-        t = first_float_tensor(output)
-        if t is None or t.numel() == 0:
-            return
-        alias = self._seen.get(id(t), -1)
-        shown = name or "(root)"
-        rectified = ends_in_rectifier(module, t)
-        if alias < 0:
-            self._seen[id(t)] = len(self._rows)
-            self._alive.append(t)  # keeps id(t) unique until collect
-        t = t.detach()
-        if alias < 0:
-            if shown in self.copy_modules:
-                t = t.clone()
-        dim = channel_dim(module, t, self._prev)
-        self._prev = (tuple(t.shape), dim) if dim is not None else None
-        self._rows.append(_Row(shown, call, type(module).__name__, t, dim if rectified else None, alias))
+    def _rows(self, raw: list[tuple[Any, ...]]) -> list[_Row]:
+        """The hooks' tuples as rows: call numbers, aliases, channel dims, rectifier kinds."""
+        rows: list[_Row] = []
+        calls: dict[int, int] = {}
+        first: dict[int, int] = {}
+        prev: tuple[tuple[int, ...], int] | None = None
+        for name, module, t, version, tid, kind in raw:
+            call = calls.get(id(module), 0)
+            calls[id(module)] = call + 1
+            if t is None or t.numel() == 0:
+                continue
+            alias = first.get(tid, -1)
+            if alias < 0:
+                first[tid] = len(rows)
+            if kind < 0:
+                kind = rectifier_kind(module, t)
+            dim = channel_dim(module, t, prev)
+            prev = (tuple(t.shape), dim) if dim is not None else None
+            rows.append(_Row(name or "(root)", call, type(module).__name__, t, version,
+                             dim if kind else None, alias, kind))
+        return rows
 
     def collect(self, stats: Callable[[list[torch.Tensor]], torch.Tensor]) -> tuple[torch.Tensor, Callable] | None:
         """(device float64 vector, decode(host) -> rows) for what the last forward produced, or None.
 
         ``stats`` is the backend's batched ``grad_stats``; dead units come from one
-        ``any(x != 0)`` reduction per output, concatenated with the statistics so that a
-        single device->host copy brings everything back.
+        per-channel maximum per rectifier output (maximum and minimum where a rectifier can
+        go negative), concatenated and compared with zero once, so that a single
+        device->host copy brings everything back.
         """
-        rows, self._rows, self._seen, self._alive, self._calls = self._rows, [], {}, [], {}
-        self._state = "armed" if self.armed else "idle"
+        raw, self._raw = self._raw, []
+        self._state = _ARMED if self.armed else _IDLE
+        try:
+            rows = self._rows(raw)
+        finally:
+            self._alive = []
         if not rows:
             return None
         kept: list[_Row] = []
@@ -186,16 +231,23 @@ class ActivationSampler:
             return None
         with internal(), torch.no_grad():
             tensors = [r.tensor for r in kept]
-            raw = stats(tensors)[:, :5].to(torch.float64).reshape(-1)
-            masks = []
+            raw_stats = stats(tensors)[:, :5].to(torch.float64).reshape(-1)
+            peaks = []
             for r in kept:
                 if r.dim is None:
                     continue
-                dims = [d for d in range(r.tensor.dim()) if d != r.dim]
-                # "any element != 0" per channel; amax/amin are vectorised reductions, 4-7x
-                # faster than ne(0).any(dims) on CPU.  NaN propagates and counts as alive.
-                masks.append(r.tensor.amax(dim=dims).ne(0) | r.tensor.amin(dim=dims).ne(0))
-            flat = torch.cat([raw] + [m.to(device=raw.device, dtype=torch.float64).reshape(-1) for m in masks])
+                x = r.tensor
+                dims = [d for d in range(x.dim()) if d != r.dim]
+                # "any element != 0" per channel: the channel maximum of a rectifier that cannot go
+                # negative, else |max| + |min|; NaN propagates and counts as alive.
+                peaks.append(x.amax(dim=dims) if r.kind == 1 else x.amax(dim=dims).abs() + x.amin(dim=dims).abs())
+            parts = [raw_stats]
+            if peaks:
+                if all(m.device == raw_stats.device for m in peaks):
+                    parts.append(torch.cat(peaks).ne(0).to(torch.float64))
+                else:
+                    parts += [m.ne(0).to(device=raw_stats.device, dtype=torch.float64) for m in peaks]
+            flat = torch.cat(parts) if len(parts) > 1 else raw_stats
         meta = [(r.name, r.call, r.type, r.tensor.numel(), None if r.dim is None else r.tensor.shape[r.dim]) for r in kept]
         alias_meta = [(r.name, r.call, r.type, j) for r, j in aliases]
 

@@ -36,9 +36,10 @@ class _Forward:
     args: tuple
     kwargs: dict
     versions: list[tuple[torch.Tensor, int]]
-    rng_cpu: torch.Tensor
+    rng_cpu: torch.Tensor | None
     rng_cuda: list[torch.Tensor] | None
     autocast: list[tuple[str, torch.dtype]]
+    kept: bool = True  # False: a forward that cannot be replayed, only counted
     outputs: list[torch.Tensor] = field(default_factory=list)
     grads: dict[int, torch.Tensor] = field(default_factory=dict)  # output index -> gradient that arrived
 
@@ -87,29 +88,37 @@ class StepCapture:
     def _pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if is_replaying() or in_recompute() or not torch.is_grad_enabled() or len(self.forwards) >= MAX_FORWARDS:
             return
+        autocast = _autocast_state()
+        if not self._keeps_for(autocast):
+            # No replay is possible for this forward (see _keeps): remember only that it ran,
+            # without inputs, RNG states or version counters (CUDA bf16/fp32: nothing per step).
+            self.forwards.append(_Forward(args=(), kwargs={}, versions=[], rng_cpu=None, rng_cuda=None,
+                                          autocast=autocast, kept=False))
+            return
         tensors = [t for _, t in flatten_tensors((args, kwargs), limit=64)]
         self.forwards.append(_Forward(
             args=args, kwargs=dict(kwargs), versions=[(t, t._version) for t in tensors],
             rng_cpu=torch.get_rng_state(), rng_cuda=torch.cuda.get_rng_state_all() if self._cuda else None,
-            autocast=_autocast_state()))
+            autocast=autocast))
 
     def _post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         if is_replaying() or in_recompute() or not self.forwards or not torch.is_grad_enabled():
             return
         fwd = self.forwards[-1]
-        if fwd.outputs:
-            return  # a nested call of the root module
+        if fwd.outputs or not fwd.kept:
+            return  # a nested call of the root module, or a forward that cannot be replayed
         fwd.outputs = [t for _, t in flatten_tensors(output, limit=64) if t.requires_grad]
-        if not self._keeps(fwd):
-            return
         for k, t in enumerate(fwd.outputs):
             t.register_hook(_keep(fwd.grads, k))
 
-    def _keeps(self, fwd: _Forward) -> bool:
+    def _keeps_for(self, autocast: list[tuple[str, torch.dtype]]) -> bool:
         """Output gradients are kept on CPU models, and under fp16 autocast (GradScaler loops, whose
         skipped steps can be replayed on the GPU too): elsewhere they would hold GPU memory a step longer
         for a replay that cannot happen (CUDA statistics arrive after the update)."""
-        return self.keep_output_grads or any(dtype == torch.float16 for _, dtype in fwd.autocast)
+        return self.keep_output_grads or any(dtype == torch.float16 for _, dtype in autocast)
+
+    def _keeps(self, fwd: _Forward) -> bool:
+        return fwd.kept and self._keeps_for(fwd.autocast)
 
     def replayable(self) -> str | None:
         """None if the step can be replayed, else why not."""

@@ -6,11 +6,12 @@
 ``tracer.step()``), ``pre_step``/``post_step`` around the optimizer's own work.  Module hooks exist only on sampled
 steps; between them the model runs untouched.
 
-Clocks: ``time.perf_counter`` on CPU; CUDA events on GPU (recorded in the hooks, read
-after one ``torch.cuda.synchronize`` when the step is finalised, so sampled steps cost
-one sync and unsampled steps none).  On GPU the phases are positions on the device
-timeline: "data" is the time the GPU sat between the previous optimizer step and the
-first forward kernel, which is what a data-loader-bound loop looks like from there.
+Clocks: ``time.perf_counter`` on CPU; pooled CUDA events on GPU (:mod:`dsnotebook.perf.spans`),
+read once the step's last event has completed (``query``, checked at the next step
+ends: no synchronisation; one only when :data:`~dsnotebook.perf.spans.MAX_UNRESOLVED`
+sampled steps wait, at ``flush`` and at detach).  On GPU the phases are positions on the
+device timeline: "data" is the time the GPU sat between the previous optimizer step and
+the first forward kernel, which is what a data-loader-bound loop looks like from there.
 
 Backward time per module is measured with gradient hooks on tensors (like torch's
 ``mod_tracker``): it starts when the first gradient reaches one of the module's outputs
@@ -33,19 +34,17 @@ step (a GAN's generator and discriminator) is moved back to the step it belongs 
 from __future__ import annotations
 
 import weakref
-from collections import defaultdict
 from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from dsnotebook.perf import comm as profile_comm
 from dsnotebook.core.hooks import HookSet, flatten_tensors, hook_modules, in_recompute
 from dsnotebook.core.modules import eager_module, is_compiled
-from dsnotebook.core.clock import Clock as _Clock
-from dsnotebook.perf.hardware import tf32_enabled
+from dsnotebook.perf.context import first_optimizer_pre_hook, running_settings
 from dsnotebook.perf.memory import SavedTensorMeter, device_rows, static_rows
+from dsnotebook.perf.spans import MAX_UNRESOLVED, BackwardSpan, MarkClock, SpanLog, first_grad_tensor, last_mark
 from dsnotebook.perf.steps import OptimizerCall, StepMarks, phase_rows
 from dsnotebook.core.probe import Probe, ProbeContext, StepBatch
 
@@ -63,7 +62,10 @@ class TimingProbe(Probe):
         self._seen_optimizers: "weakref.WeakSet[torch.optim.Optimizer]" = weakref.WeakSet()
         self._cur: StepMarks | None = None
         self._pending: StepMarks | None = None
-        self._open: dict[str, list[Any]] = defaultdict(list)
+        self._log = SpanLog()  # spans of the step being sampled (``_cur``)
+        self._pending_log = SpanLog()
+        self._unresolved: list[tuple[StepMarks, SpanLog]] = []  # device events maybe still in flight
+        self._device_rows: dict[int, list[dict[str, Any]]] = {}  # step -> memory read when it ended
         self._meter: SavedTensorMeter | None = None
         self._noted = False  # the compiled-model warning, once across re-attaches
         self._opt_hooks = HookSet()  # the optimizer-entry hook (not a module hook)
@@ -80,7 +82,7 @@ class TimingProbe(Probe):
         self._warn = ctx.warn
         self.compiled = is_compiled(model)
         self._device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        self._clock = _Clock(self._device)
+        self._clock = MarkClock(self._device)
         run.meta["profile_every"] = self.every
         dist = profile_comm.distributed_info()
         if dist:
@@ -91,7 +93,7 @@ class TimingProbe(Probe):
             self._noted = True
             run.add_event(None, "warning", None, "per-layer times and activation memory are off for a torch.compile'd "
                                                  "model (module hooks would recompile it); step phases are recorded")
-        self._opt_hooks.add(_first_optimizer_pre_hook(self._optimizer_entry))
+        self._opt_hooks.add(first_optimizer_pre_hook(self._optimizer_entry))
 
     def _optimizer_entry(self, *_: Any) -> None:
         """An optimizer's step() starts, before dsnotebook's pre-step work (marks only while timing a step)."""
@@ -137,16 +139,19 @@ class TimingProbe(Probe):
         start.  Called again after each further optimizer of ``step - 1``."""
         if self._cur is not None and self._cur.step != step:  # a step that never reached its optimizer
             self._hooks.remove()
-            self._open.clear()
+            self._log.close()
             self._cur = None
         prev = self._pending if self._pending is not None and self._pending.step == step - 1 else None
         cur = self._cur
         if cur is not None and cur.recorded:
             # a further optimizer of step - 1 ran after these passes: they belong to step - 1
             if prev is not None:
+                self._pending_log.into(prev.fwd, prev.bwd)
+                self._log.into(cur.fwd, cur.bwd)
                 prev.absorb(cur)
                 prev.comm1 = profile_comm.totals()
-            self._open.clear()
+            self._log.close()
+            self._log = SpanLog()
             cur = self._cur = StepMarks(step, None, comm0=profile_comm.totals())
             if self._meter is not None:
                 self._meter.reset()
@@ -156,9 +161,12 @@ class TimingProbe(Probe):
                 if self._device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(self._device)
                 cur = self._cur = StepMarks(step, None, comm0=profile_comm.totals())
+                self._log = SpanLog()
                 self._install(model)
         if prev is None and cur is None:
             return
+        if prev is not None:  # memory of the step that just ended (host-side counters: no sync)
+            self._device_rows[prev.step] = device_rows(prev.step, self._device)
         now = self._clock.mark()
         if prev is not None:
             prev.end = now
@@ -174,13 +182,14 @@ class TimingProbe(Probe):
         cur, self._cur = self._cur, None
         if cur is not None and cur.step == step:
             cur.bwd_done = self._clock.mark()  # dsnotebook's work starts: finalising the last step included
-        if self._pending is not None:
-            self._finalize(self._pending)
+        if self._pending is not None:  # read when its device events are done: no synchronisation
+            self._unresolved.append((self._pending, self._pending_log))
             self._pending = None
+        self._resolve(force=False)
         self._hooks.remove()
+        self._log.close()
         if self._meter is not None:
             self._meter.end()
-        self._open.clear()
         self._entered = self._left = None
         if cur is None or cur.step != step:
             return
@@ -191,7 +200,12 @@ class TimingProbe(Probe):
         if model is not None:
             opts = {id(o): o for o in [*self._optimizers(), *self._seen_optimizers]}
             cur.grad_rows = static_rows(step, model, opts.values())
-        self._pending = cur
+        self._pending, self._pending_log = cur, self._log
+        self._log = SpanLog()
+
+    def flush(self) -> None:
+        """Deliver every finished sampled step (waits for the device)."""
+        self._resolve(force=True)
 
     def detach(self) -> None:
         """Remove hooks; finalise a step whose optimizer already ran."""
@@ -201,11 +215,13 @@ class TimingProbe(Probe):
         if self._meter is not None:
             self._meter.end()
         self._cur = None
+        self._log.close()
         if self._pending is not None:
             if self._pending.end is None:
                 self._pending.end = self._clock.mark()
-            self._finalize(self._pending)
+            self._unresolved.append((self._pending, self._pending_log))
             self._pending = None
+        self._resolve(force=True)
 
     # -- hooks (sampled steps only) ---------------------------------------------------------
     def _install(self, model: nn.Module) -> None:
@@ -222,7 +238,7 @@ class TimingProbe(Probe):
         if self._meter is None:
             self._meter = SavedTensorMeter(model)
         self._meter.reset()
-        hook_modules(eager_module(model), self._mod_pre, self._mod_post, self._hooks)
+        hook_modules(eager_module(model), self._mod_pre, self._mod_post, self._hooks, with_kwargs=False)
 
     def _root_enter(self, module: nn.Module, args: Any) -> None:
         if self._cur is not None and not in_recompute():
@@ -255,18 +271,7 @@ class TimingProbe(Probe):
     def _note_settings(self, model: nn.Module) -> None:
         """What the advisor needs to know about the running configuration (read once)."""
         try:
-            dev = self._device.type
-            amp = torch.is_autocast_enabled(dev) if dev in ("cuda", "cpu") else False
-            amp_dtype = str(torch.get_autocast_dtype(dev)).replace("torch.", "") if amp else None
-            convs = [p for p in model.parameters() if p.dim() == 4]
-            self.run.meta["settings"] = {
-                "device": dev, "autocast": amp_dtype, "compiled": self.compiled,
-                "tf32_matmul": tf32_enabled("matmul"),
-                "tf32_cudnn": tf32_enabled("conv"),
-                "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-                "channels_last": bool(convs) and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs),
-                "param_dtypes": sorted({str(p.dtype).replace("torch.", "") for p in model.parameters()}),
-            }
+            self.run.meta["settings"] = running_settings(model, self._device, self.compiled)
         except Exception as exc:
             self._warn(exc)
 
@@ -299,87 +304,95 @@ class TimingProbe(Probe):
         return hook
 
     def _mod_pre(self, name: str, module: nn.Module, args: Any, kwargs: Any) -> None:
-        cur = self._cur
-        if cur is None or in_recompute():
+        if self._cur is None or in_recompute():
             return
         name = name or "(root)"
-        ins = _grad_tensors(args)
-        self._open[name].append((self._clock.mark(), ins))
+        log = self._log
+        log.open_names.append(name)
+        log.open_t.append(self._clock.mark())
+        log.open_in.append(first_grad_tensor(args))
         if self._meter is not None:
             self._meter.push(name)
 
     def _mod_post(self, name: str, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         cur = self._cur
-        name = name or "(root)"
-        if cur is None or in_recompute() or not self._open.get(name):
+        if cur is None or in_recompute():
             return
-        start, ins = self._open[name].pop()
-        cur.fwd[name].append((start, self._clock.mark()))
+        end = self._clock.mark()
+        name = name or "(root)"
+        log = self._log
+        names = log.open_names
+        if not names:
+            return
+        i = len(names) - 1
+        if names[i] != name:  # not the innermost open call (a hook that did not run): find this module's
+            while i >= 0 and names[i] != name:
+                i -= 1
+            if i < 0:
+                return
+        del names[i]
+        start, ins = log.open_t.pop(i), log.open_in.pop(i)
+        log.fwd_names.append(name)
+        log.fwd_a.append(start)
+        log.fwd_b.append(end)
         if self._meter is not None:
             self._meter.pop(name)
         try:
-            self._track_backward(cur, name, module, ins, output)
+            self._track_backward(name, module, ins, output)
         except Exception as exc:
             self._warn(exc)
 
-    def _track_backward(self, cur: StepMarks, name: str, module: nn.Module, ins: list[torch.Tensor], output: Any) -> None:
+    def _track_backward(self, name: str, module: nn.Module, ins: torch.Tensor | None, output: Any) -> None:
         # One plain tensor hook at each end (register_multi_grad_hook costs ~35 us per call): the
         # first output's gradient starts the module's backward, the first input's (or, for a first
         # layer, the first parameter's) gradient ends it -- the same autograd node computes them all.
-        outs = _grad_tensors(output)
-        if not outs:
+        # Hooks on graph tensors die with the graph (and do nothing after the step): only those on
+        # leaves (parameters, inputs that require grad) are kept to be removed.
+        out = first_grad_tensor(output)
+        if out is None:
             return
-        end = ins[0] if ins else next((p for p in module.parameters() if p.requires_grad), None)
+        end = ins if ins is not None else next((p for p in module.parameters() if p.requires_grad), None)
         if end is None:
             return
-        call: list[Any] = [None]
-
-        def started(*_: Any) -> None:
-            if call[0] is None:
-                call[0] = self._clock.mark()
-
-        def finished(*_: Any) -> None:
-            if call[0] is not None:
-                cur.bwd[name].append((call[0], self._clock.mark()))
-                call[0] = None
-
-        self._hooks.add(outs[0].register_hook(started))
-        self._hooks.add(end.register_hook(finished))
+        span = BackwardSpan(self._log, self._clock, name)
+        handle = out.register_hook(span.start)
+        if out.grad_fn is None:
+            self._hooks.add(handle)
+        handle = end.register_hook(span.finish)
+        if end.grad_fn is None:
+            self._hooks.add(handle)
 
     # -- results ------------------------------------------------------------------------
-    def _finalize(self, st: StepMarks) -> None:
+    def _resolve(self, force: bool) -> None:
+        """Finalise sampled steps whose device events are done, oldest first (all of them with
+        ``force``, or when more than :data:`MAX_UNRESOLVED` wait: then one synchronisation)."""
+        while self._unresolved:
+            st, log = self._unresolved[0]
+            ready = self._clock.done(last_mark(st))
+            if not (ready or force or len(self._unresolved) > MAX_UNRESOLVED):
+                return
+            self._unresolved.pop(0)
+            self._finalize(st, log, ready)
+
+    def _finalize(self, st: StepMarks, log: SpanLog, ready: bool) -> None:
         try:
-            self._clock.sync()
-            self.run.add_records("timings", phase_rows(st, self._clock.seconds))
+            if not ready:
+                self._clock.sync()
+            log.into(st.fwd, st.bwd)
+            try:
+                rows = phase_rows(st, self._clock.seconds)
+            except RuntimeError:  # an event on another stream not reached yet
+                self._clock.sync()
+                rows = phase_rows(st, self._clock.seconds)
+            self.run.add_records("timings", rows)
             mem = list(st.grad_rows)
             mem += [{"step": st.step, "module": m, "kind": "activations", "bytes": int(b)}
                     for m, b in st.act.items()]
-            mem += device_rows(st.step, self._device)
+            dev = self._device_rows.pop(st.step, None)
+            mem += dev if dev is not None else device_rows(st.step, self._device)
             self.run.add_records("memory", mem)
+            self._clock.release_before(st.end)
         except Exception as exc:
             self._warn(exc)
-
-def _grad_tensors(obj: Any) -> list[torch.Tensor]:
-    """Tensors that require grad in a module's inputs or outputs (fast path for one tensor)."""
-    if isinstance(obj, torch.Tensor):
-        return [obj] if obj.requires_grad else []
-    if isinstance(obj, tuple) and len(obj) == 1 and isinstance(obj[0], torch.Tensor):
-        return [obj[0]] if obj[0].requires_grad else []
-    return [t for _, t in flatten_tensors(obj, limit=16) if t.requires_grad]
-
-
-def _first_optimizer_pre_hook(hook: Callable[..., None]) -> Any:
-    """A global optimizer pre-hook that runs before every other one, the tracer's included.
-
-    Global pre-hooks run before per-optimizer ones; moving ours to the front of torch's
-    registry also puts it before a global hook registered earlier (the tracer's when it
-    watches every optimizer).  Without that registry the hook still runs, later.
-    """
-    handle = register_optimizer_step_pre_hook(hook)
-    try:
-        from torch.optim import optimizer as _torch_optimizer
-
-        _torch_optimizer._global_optimizer_pre_hooks.move_to_end(handle.id, last=False)
-    except Exception:  # pragma: no cover - a torch without the registry
-        pass
-    return handle
+        for k in [k for k in self._device_rows if k < st.step]:
+            del self._device_rows[k]

@@ -1,0 +1,157 @@
+"""Cheap marks for the timing probe's hooks: pooled device events and flat span logs.
+
+A sampled step takes four marks per module call (forward start/end, backward start/end).
+Each mark used to be a new device event, a tuple in a per-module list and a pair of
+closures; on a model with a few hundred module calls that is thousands of tracked Python
+objects alive through the step, and the garbage collector's passes over them (and the
+full collections they bring forward on a big process, e.g. one that imported
+transformers) cost more than the hooks themselves.  Here:
+
+- :class:`MarkClock` hands out device timing events from a pool: an event goes back to the
+  pool once the step that used it has been read, so a sampled step after the first
+  allocates none;
+- :class:`SpanLog` keeps the spans of one sampled step in flat lists (names, starts,
+  ends); they become the per-module lists of :class:`~dsnotebook.perf.steps.StepMarks`
+  only when the step is finalised;
+- :class:`BackwardSpan` is the one object per module call that its two gradient hooks
+  share (no closures, no handles: the hooks go away with the autograd graph, and do
+  nothing once their step is over).
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import torch
+
+from dsnotebook.core.clock import Clock
+from dsnotebook.core.hooks import flatten_tensors
+
+MAX_UNRESOLVED = 4  # sampled steps whose device events may still be in flight before we synchronise
+
+
+class MarkClock:
+    """:class:`~dsnotebook.core.clock.Clock` with a pool of device events (host marks unchanged)."""
+
+    def __init__(self, device: torch.device | str) -> None:
+        self._clock = Clock(device)
+        self.device = self._clock.device
+        self.mode = self._clock.mode
+        runtime = getattr(torch, self.device.type, None)
+        self._event_cls = getattr(runtime, "Event", None) if self.mode == "events" else None
+        self._free: list[Any] = []
+        self._issued: deque[Any] = deque()  # events handed out, in the order they were recorded
+        self.created = 0  # events ever created (tests, benchmarks)
+
+    def mark(self) -> Any:
+        if self._event_cls is None:
+            return self._clock.mark()
+        if self._free:
+            ev = self._free.pop()
+        else:
+            ev = self._event_cls(enable_timing=True)
+            self.created += 1
+        ev.record()
+        self._issued.append(ev)
+        return ev
+
+    def done(self, mark: Any) -> bool:
+        """True when ``mark`` has been reached (always on the host clock); never waits."""
+        if self._event_cls is None or mark is None:
+            return True
+        try:
+            return bool(mark.query())
+        except Exception:  # an event never recorded, or a runtime without query
+            return False
+
+    def release_before(self, mark: Any) -> None:
+        """Events recorded before ``mark`` belong to steps already read: back to the pool.
+
+        ``mark`` itself stays out (it is also the next step's first mark)."""
+        if self._event_cls is None or mark is None or not any(e is mark for e in self._issued):
+            return
+        while self._issued and self._issued[0] is not mark:
+            self._free.append(self._issued.popleft())
+
+    def sync(self) -> None:
+        self._clock.sync()
+
+    def seconds(self, a: Any, b: Any) -> float:
+        return self._clock.seconds(a, b)
+
+
+class SpanLog:
+    """Forward and backward spans of one sampled step, as flat lists."""
+
+    __slots__ = ("fwd_names", "fwd_a", "fwd_b", "bwd_names", "bwd_a", "bwd_b", "live", "open_names", "open_t",
+                 "open_in")
+
+    def __init__(self) -> None:
+        self.open_names: list[str] = []  # module calls whose forward is running (innermost last)
+        self.open_t: list[Any] = []  # their start marks
+        self.open_in: list[torch.Tensor | None] = []  # their first input that requires grad
+        self.fwd_names: list[str] = []
+        self.fwd_a: list[Any] = []
+        self.fwd_b: list[Any] = []
+        self.bwd_names: list[str] = []
+        self.bwd_a: list[Any] = []
+        self.bwd_b: list[Any] = []
+        self.live = True  # False once the step's forward/backward is over: late hooks do nothing
+
+    def close(self) -> None:
+        """The step's forward and backward are over: forget open calls, late hooks do nothing."""
+        self.live = False
+        self.open_names.clear()
+        self.open_t.clear()
+        self.open_in.clear()
+
+    def into(self, fwd: dict[str, list[tuple[Any, Any]]], bwd: dict[str, list[tuple[Any, Any]]]) -> None:
+        """Append the spans to ``StepMarks.fwd``/``.bwd`` (per-module lists, first-seen order)."""
+        for names, a, b, table in ((self.fwd_names, self.fwd_a, self.fwd_b, fwd),
+                                   (self.bwd_names, self.bwd_a, self.bwd_b, bwd)):
+            for name, x, y in zip(names, a, b):
+                table[name].append((x, y))
+            names.clear(), a.clear(), b.clear()
+
+
+class BackwardSpan:
+    """One module call's backward: ``start`` is a gradient hook on its first output, ``finish``
+    one on its first input (or, for a first layer, its first parameter)."""
+
+    __slots__ = ("log", "clock", "name", "t0")
+
+    def __init__(self, log: SpanLog, clock: MarkClock, name: str) -> None:
+        self.log, self.clock, self.name, self.t0 = log, clock, name, None
+
+    def start(self, *_: Any) -> None:
+        if self.t0 is None and self.log.live:
+            self.t0 = self.clock.mark()
+
+    def finish(self, *_: Any) -> None:
+        if self.t0 is not None and self.log.live:
+            log = self.log
+            log.bwd_names.append(self.name)  # autograd thread: list.append is atomic
+            log.bwd_a.append(self.t0)
+            log.bwd_b.append(self.clock.mark())
+            self.t0 = None
+
+
+def first_grad_tensor(obj: Any) -> torch.Tensor | None:
+    """The first tensor that requires grad in a module's inputs or outputs (no list built for
+    the usual single tensor)."""
+    if type(obj) is tuple and obj:
+        obj = obj[0] if len(obj) == 1 or isinstance(obj[0], torch.Tensor) and obj[0].requires_grad else obj
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.requires_grad else None
+    return next((t for _, t in flatten_tensors(obj, limit=16) if t.requires_grad), None)
+
+
+def last_mark(st: Any) -> Any:
+    """The latest mark a sampled step (:class:`~dsnotebook.perf.steps.StepMarks`) holds: its
+    events complete in order on one stream, so this one being done means all are."""
+    if st.end is not None:
+        return st.end
+    for c in reversed(st.opts):
+        if c.after is not None or c.end is not None:
+            return c.after if c.after is not None else c.end
+    return st.bwd_done
