@@ -88,10 +88,15 @@ export function drawAxis(
   const actx0 = axis.getContext("2d");
   if (!actx0) return false;
   const ctx: CanvasRenderingContext2D = actx0;
-  axis.width = Math.round(g.cssW * dpr);
-  axis.height = Math.round(AXIS_H * dpr);
-  axis.style.width = `${g.cssW}px`;
-  axis.style.height = `${AXIS_H}px`;
+  const w = Math.round(g.cssW * dpr);
+  const h = Math.round(AXIS_H * dpr);
+  if (axis.width !== w || axis.height !== h) {
+    // resizing reallocates the canvas: only when the size changed
+    axis.width = w;
+    axis.height = h;
+    axis.style.width = `${g.cssW}px`;
+    axis.style.height = `${AXIS_H}px`;
+  }
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, g.cssW, AXIS_H);
   ctx.font = LABEL_FONT;

@@ -7,7 +7,7 @@ import { toBytes, type StatInfo } from "../shared/series";
 import type { SeriesStore } from "../shared/store";
 import { el } from "../shared/ui";
 import { drawAxis, drawColorbar, drawRowLabels } from "./axes";
-import { drawCells, drawMarks } from "./cells";
+import { CellLayer, drawMarks } from "./cells";
 import { cellAt, computeGeometry, Geometry, LABEL_FONT, LabelWidths, Mark, measureLabels, rgbOf, visibleColumns, Zoom } from "./geometry";
 import { attachClickSelect, placeSelection } from "./selection";
 import { CSS } from "./style";
@@ -50,10 +50,13 @@ export function createRender(store: SeriesStore): Render<Model> {
     let draws = 0;
     let geom: Geometry | null = null;
     let lutPacked = packLut(toBytes(model.get("lut")));
+    let lutVersion = 0;
     let frame = 0;
     let hover: { x: number; y: number } | null = null;
     let zoom: Zoom | null = null;
     let labelWidths: LabelWidths = { rows: null, modW: 0, tenW: 0 };
+    const cells = new CellLayer();
+    let colorbarKey = "";
 
     const stats = (): StatInfo[] => model.get("stats") || [];
     const rows = (): RowInfo[] => model.get("rows") || [];
@@ -94,10 +97,15 @@ export function createRender(store: SeriesStore): Render<Model> {
       labelWidths = measureLabels((s) => ctx.measureText(s).width, rows(), labelWidths);
       const g = computeGeometry(store.nRows, vis[0], vis[1], labelWidths, host.clientWidth || root.clientWidth || 800);
       geom = g;
-      canvas.width = Math.round(g.cssW * dpr);
-      canvas.height = Math.round(g.cssH * dpr);
-      canvas.style.width = `${g.cssW}px`;
-      canvas.style.height = `${g.cssH}px`;
+      // resizing a canvas reallocates it: only when the size changed (else clear it)
+      const cw = Math.round(g.cssW * dpr);
+      const ch = Math.round(g.cssH * dpr);
+      if (canvas.width !== cw || canvas.height !== ch) {
+        canvas.width = cw;
+        canvas.height = ch;
+        canvas.style.width = `${g.cssW}px`;
+        canvas.style.height = `${g.cssH}px`;
+      }
       ctx.setTransform(1, 0, 0, 1, 0, 0);
       ctx.clearRect(0, 0, canvas.width, canvas.height);
 
@@ -110,7 +118,7 @@ export function createRender(store: SeriesStore): Render<Model> {
       const markRgb = rgbOf(model.get("mark_color"), [255, 32, 32]);
       const nanPx = packRgb(rgbOf(model.get("nan_color"), [128, 128, 128]));
       // cells in device pixels, then marks and labels in CSS pixels
-      const marks: Mark[] = (st && drawCells(ctx, g, store, si, markIndex(), lo, hi, log, lutPacked, nanPx, dpr)) || [];
+      const marks: Mark[] = (st && cells.draw(ctx, g, store, si, markIndex(), lo, hi, log, lutPacked, nanPx, dpr)) || [];
       const tCells = performance.now();
       ctx.scale(dpr, dpr);
       drawMarks(ctx, g, marks, markRgb);
@@ -118,7 +126,11 @@ export function createRender(store: SeriesStore): Render<Model> {
       drawRowLabels(ctx, g, rows(), store.nRows, fg, marks, markRgb);
       // the step axis on its own canvas below the (maybe scrolled) rows
       if (!drawAxis(axis, g, store.steps, g.nVis, fg, marks, markRgb, dpr)) return;
-      drawColorbar(colorbar, lutPacked.length, toBytes(model.get("lut")), lo, hi, log, fg);
+      const barKey = `${lo} ${hi} ${log} ${fg} ${dpr} ${lutVersion}`; // redrawn only when it changes
+      if (barKey !== colorbarKey) {
+        drawColorbar(colorbar, lutPacked.length, toBytes(model.get("lut")), lo, hi, log, fg);
+        colorbarKey = barKey;
+      }
       zoomReset.style.display = g.nVis !== store.nCols ? "" : "none";
       if (hover) onHover(hover.x, hover.y);
       syncSelection(false);
@@ -139,7 +151,7 @@ export function createRender(store: SeriesStore): Render<Model> {
       Object.assign(canvas.dataset, {
         col0: String(g.col0), visible: String(g.nVis), vmin: String(lo), vmax: String(hi), cellW: String(g.cellW),
         cellH: String(g.cellH), x0: String(g.x0), y0: String(g.y0), agg: String(g.agg), bins: String(g.nBins),
-        dpr: String(dpr), log: String(log),
+        dpr: String(dpr), log: String(log), paints: String(cells.counts.paints), colored: String(cells.counts.colored), moved: String(cells.counts.moved),
       });
     };
 
@@ -217,6 +229,7 @@ export function createRender(store: SeriesStore): Render<Model> {
     };
     const onLut = () => {
       lutPacked = packLut(toBytes(model.get("lut")));
+      lutVersion++;
       schedule();
     };
     const onSelection = () => syncSelection(true);

@@ -15,19 +15,26 @@ export class SeriesStore {
   gaps = 0; // deltas ignored because of a seq gap
   decodeErrors = 0; // buffers that did not match their header
   snapshots = 0; // snapshots applied
-  version = 0;
+  version = 0; // bumped by changed(): what subscribers hear
+  revision = 0; // bumped by every change of the columns (reset, append, drop): caches key on it
+  epoch = 0; // bumped by reset: a step's values are the same within one epoch
   private listeners = new Set<() => void>();
-  // per statistic: value range over all columns, and "any value > 0" per column;
-  // kept up to date incrementally on append, dropped on drop/reset
+  // per statistic (and scale): the range of each column, and "any value > 0" per column, kept
+  // up to date on append and compacted on drop (a drop never rescans the columns kept); the
+  // range over all columns is reduced from the per-column ones when asked for
+  private colRanges = new Map<string, { lo: Float32Array; hi: Float32Array }>();
   private ranges = new Map<string, [number, number]>();
   private flags = new Map<number, Uint8Array>();
 
   reset(nStats: number, nRows: number): void {
     this.nStats = nStats;
     this.nRows = nRows;
+    this.revision++;
+    this.epoch++;
     this.steps = [];
     this.cap = 0;
     this.data = [];
+    this.colRanges.clear();
     this.ranges.clear();
     this.flags.clear();
     for (let s = 0; s < nStats; s++) this.data.push(new Float32Array(0));
@@ -77,25 +84,33 @@ export class SeriesStore {
     const R = this.nRows;
     if (block.length !== this.nStats * k * R) throw new Error(`dsnotebook series: block of ${block.length} values for ${this.nStats}x${k}x${R}`);
     const n = this.nCols;
+    this.revision++;
     this.ensure(n + k);
     for (let s = 0; s < this.nStats; s++) {
       this.data[s].set(block.subarray(s * k * R, (s + 1) * k * R), n * R);
     }
     for (const st of steps) this.steps.push(st);
-    for (const [key, r] of this.ranges) {
+    for (const [key, cr] of this.colRanges) {
       const [si, log] = key.split("/");
-      const [lo, hi] = valueRange(this.data[Number(si)].subarray(n * R, (n + k) * R), k * R, log === "1");
-      if (!Number.isNaN(lo)) this.ranges.set(key, Number.isNaN(r[0]) ? [lo, hi] : [Math.min(r[0], lo), Math.max(r[1], hi)]);
+      this.colRanges.set(key, this.columnRanges(Number(si), log === "1", cr, n));
+      const r = this.ranges.get(key);
+      if (r) this.ranges.set(key, reduceRange(this.colRanges.get(key)!, n, n + k, r));
     }
     for (const [si, f] of this.flags) this.flags.set(si, this.columnFlags(si, f, n));
   }
 
   /** [vmin, vmax] of statistic si over all columns held (see colors.valueRange). */
   range(si: number, log: boolean): [number, number] {
+    if (si < 0 || si >= this.nStats) return [NaN, NaN];
     const key = `${si}/${log ? 1 : 0}`;
     let r = this.ranges.get(key);
     if (!r) {
-      r = si < this.nStats ? valueRange(this.data[si], this.nCols * this.nRows, log) : [NaN, NaN];
+      let cr = this.colRanges.get(key);
+      if (!cr || cr.lo.length < this.nCols) {
+        cr = this.columnRanges(si, log, { lo: new Float32Array(0), hi: new Float32Array(0) }, 0);
+        this.colRanges.set(key, cr);
+      }
+      r = reduceRange(cr, 0, this.nCols, [NaN, NaN]);
       this.ranges.set(key, r);
     }
     return r;
@@ -109,6 +124,30 @@ export class SeriesStore {
       this.flags.set(si, f);
     }
     return f;
+  }
+
+  /** Per-column ranges of statistic si: those of `prev` for the columns before `from`, then
+   * computed (NaN for a column without a value on the scale). */
+  private columnRanges(si: number, log: boolean, prev: { lo: Float32Array; hi: Float32Array }, from: number): { lo: Float32Array; hi: Float32Array } {
+    const C = this.nCols;
+    let { lo, hi } = prev;
+    if (lo.length < C) {
+      const cap = Math.max(C, this.cap);
+      const lo2 = new Float32Array(cap);
+      const hi2 = new Float32Array(cap);
+      lo2.set(lo.subarray(0, from));
+      hi2.set(hi.subarray(0, from));
+      lo = lo2;
+      hi = hi2;
+    }
+    const d = this.data[si];
+    const R = this.nRows;
+    for (let c = from; c < C; c++) {
+      const [a, b] = valueRange(d.subarray(c * R, c * R + R), R, log);
+      lo[c] = a;
+      hi[c] = b;
+    }
+    return { lo, hi };
   }
 
   private columnFlags(si: number, prev: Uint8Array, from: number): Uint8Array {
@@ -127,22 +166,39 @@ export class SeriesStore {
     return out;
   }
 
+  /** Removes the columns of `steps`: every statistic, flag and per-column range is compacted
+   * in place (runs of kept columns move with one copyWithin each). */
   drop(steps: number[]): void {
     const gone = new Set(steps);
+    this.revision++;
     const R = this.nRows;
-    let w = 0;
-    const kept: number[] = [];
-    for (let c = 0; c < this.nCols; c++) {
+    const C = this.nCols;
+    const keep: number[] = []; // [from, to) runs of kept columns
+    for (let c = 0; c < C; c++) {
       if (gone.has(this.steps[c])) continue;
-      if (w !== c) {
-        for (let s = 0; s < this.nStats; s++) this.data[s].copyWithin(w * R, c * R, (c + 1) * R);
+      if (keep.length && keep[keep.length - 1] === c) keep[keep.length - 1] = c + 1;
+      else keep.push(c, c + 1);
+    }
+    const move = (a: { copyWithin(t: number, s: number, e: number): unknown }, width: number): void => {
+      let w = 0;
+      for (let i = 0; i < keep.length; i += 2) {
+        if (keep[i] !== w) a.copyWithin(w * width, keep[i] * width, keep[i + 1] * width);
+        w += keep[i + 1] - keep[i];
       }
-      kept.push(this.steps[c]);
-      w++;
+    };
+    for (let s = 0; s < this.nStats; s++) move(this.data[s], R);
+    for (const cr of this.colRanges.values()) {
+      move(cr.lo, 1);
+      move(cr.hi, 1);
+    }
+    const kept: number[] = [];
+    for (let i = 0; i < keep.length; i += 2) for (let c = keep[i]; c < keep[i + 1]; c++) kept.push(this.steps[c]);
+    for (const [si, f] of this.flags) {
+      move(f, 1);
+      this.flags.set(si, f.slice(0, kept.length));
     }
     this.steps = kept;
-    this.ranges.clear();
-    this.flags.clear();
+    this.ranges.clear(); // reduced again from the per-column ranges when asked for
   }
 
   subscribe(fn: () => void): () => void {
@@ -154,4 +210,17 @@ export class SeriesStore {
     this.version++;
     for (const fn of this.listeners) fn();
   }
+}
+
+/** [min, max] of `r` merged with the per-column ranges of columns [c0, c1) (NaN: none). */
+function reduceRange(cr: { lo: Float32Array; hi: Float32Array }, c0: number, c1: number, r: [number, number]): [number, number] {
+  let lo = Number.isNaN(r[0]) ? Infinity : r[0];
+  let hi = Number.isNaN(r[1]) ? -Infinity : r[1];
+  for (let c = c0; c < c1; c++) {
+    const a = cr.lo[c];
+    const b = cr.hi[c];
+    if (a < lo) lo = a; // NaN (a column without values) compares false
+    if (b > hi) hi = b;
+  }
+  return lo > hi ? [NaN, NaN] : [lo, hi];
 }
