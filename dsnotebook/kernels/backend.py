@@ -6,7 +6,9 @@ Design:
   elements), as in multi_tensor_apply.  The per-tensor table (numel, dtype, layout) and
   the block map are built once per layout of the tensors and cached; the data pointers
   go in a separate small table, uploaded when they move and cached too
-  (``plans.PlanCache``).  A cached call costs a key check and one ``cuLaunchKernel``.
+  (``plans.PlanCache``).  A cached call costs a few C-level passes over the tensors
+  (``plans.py``) and one ``cuLaunchKernel`` whose parameters sit in a buffer built with
+  the plan (only the pointer table and output slots are rewritten per call).
 * Zero-copy: the kernels read the tensors' memory through their data pointers (what
   ``__cuda_array_interface__`` / DLPack would hand over) and write into torch-owned
   buffers; no array is converted or copied on the way in or out.
@@ -40,6 +42,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from dsnotebook.stats.reference import GRAD_COLS, UPDATE_COLS, TorchStatsBackend
@@ -48,23 +51,25 @@ from dsnotebook.kernels.plans import PlanCache
 
 KERNEL_DIR = pathlib.Path(__file__).resolve().parent
 _compile_lock = threading.Lock()
-_modules: dict[tuple, dict[str, Any]] = {}  # (device index, defines) -> kernel name -> launcher
+_modules: dict[tuple, dict[str, Any]] = {}  # (device index, defines, source) -> kernel name -> launcher
 
 
-def _compile(device_index: int, defines: tuple[str, ...] = ()) -> dict[str, Any]:
+def _compile(device_index: int, defines: tuple[str, ...] = (), grad_source: str | None = None) -> dict[str, Any]:
     """Compile both .cu files once per device (cupy also caches the binaries on disk).
 
-    ``defines`` (``-D`` options) select the diagnostic kernel variants of the benchmark.
+    ``defines`` (``-D`` options) select the diagnostic kernel variants of the benchmark;
+    ``grad_source`` replaces grad_stats.cu by another file with the same kernel (the
+    previous kernel, kept for the bit-identity test and the benchmark).
     """
     import cupy
 
-    key = (device_index, defines)
+    key = (device_index, defines, grad_source)
     with _compile_lock:
         if key in _modules:
             return _modules[key]
         fns: dict[str, Any] = {}
         with cupy.cuda.Device(device_index):
-            for src, names in (("grad_stats.cu", ("dsn_grad_stats",)),
+            for src, names in ((grad_source or "grad_stats.cu", ("dsn_grad_stats",)),
                                ("update_stats.cu", ("dsn_snapshot", "dsn_update_stats"))):
                 code = (KERNEL_DIR / src).read_text()
                 mod = cupy.RawModule(code=code, options=("-std=c++17", f"-I{KERNEL_DIR}") + defines)
@@ -111,6 +116,21 @@ class _Launcher:
         self.raw = raw_kernel
         self.fn = raw_kernel.kernel  # compiles now, not inside the first timed step
         self._direct = True
+        try:
+            from cupy.cuda import driver
+
+            self.ptr = int(self.fn.ptr)
+            self.driver_launch = driver.launchKernel
+        except Exception:  # pragma: no cover - cupy without the driver API: argument tuples
+            self.ptr = 0
+            self.driver_launch = None
+
+    def packed(self, grid: int, params: "_Params", stream_ptr: int) -> None:
+        """Launch with parameters already in a buffer (see _Params): no conversion per call."""
+        if self.driver_launch is not None:
+            self.driver_launch(self.ptr, grid, 1, 1, L.THREADS, 1, 1, 0, stream_ptr, params.addr, 0)
+        else:
+            self(grid, tuple(int(v) for v in params.vals), stream_ptr)
 
     def __call__(self, grid: int, args: tuple, stream_ptr: int) -> None:
         stream = _cupy_stream(stream_ptr)
@@ -122,6 +142,23 @@ class _Launcher:
                 self._direct = False
         with stream:
             self.raw((grid,), (L.THREADS,), args)
+
+
+class _Params:
+    """The parameters of one kernel for one plan, laid out as cuLaunchKernel wants them.
+
+    Every parameter of our kernels is 8 bytes (pointers and int64), so ``vals`` holds the
+    values and ``ptrs`` the address of each value; cuLaunchKernel copies the values when
+    it is called, so the buffer is rewritten and reused from one launch to the next.
+    """
+
+    __slots__ = ("vals", "ptrs", "addr")
+
+    def __init__(self, args: Sequence[int]):
+        self.vals = np.array([int(a) for a in args], dtype=np.int64)
+        base = np.uint64(self.vals.ctypes.data)
+        self.ptrs = base + np.arange(len(args), dtype=np.uint64) * np.uint64(8)
+        self.addr = int(self.ptrs.ctypes.data)
 
 
 class _Plan:
@@ -172,6 +209,7 @@ class _Plan:
         self.grad_bufs = (p(self.gpart_f), p(self.gaccu), p(self.gtickets))
         self.upd_bufs = (p(self.upart_f), p(self.uaccu), p(self.utickets))
         self._pointer_tables: OrderedDict[tuple[int, ...], tuple[torch.Tensor, int]] = OrderedDict()
+        self.params: dict[str, _Params] = {}  # kernel name -> its parameter buffer
 
     def device_pointers(self, ptrs: tuple[int, ...]) -> tuple[torch.Tensor, int] | None:
         """Device copy of the data pointers (staging buffers substituted), cached per set."""
@@ -193,7 +231,17 @@ class _Plan:
 
     def stage(self, tensors: Sequence[torch.Tensor]) -> None:
         for i, buf in self.staged.items():
-            buf.copy_(tensors[i])
+            t = tensors[i]
+            if t.shape == buf.shape:
+                buf.copy_(t)
+            else:  # same plan, other shape of the same contiguous layout (plans.light_signature)
+                buf.view(-1).copy_(t.reshape(-1))
+
+    def kernel_params(self, name: str, args: Sequence[int]) -> _Params:
+        found = self.params.get(name)
+        if found is None:
+            found = self.params[name] = _Params(args)
+        return found
 
 
 def _upload(host: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -240,21 +288,43 @@ class CupyStatsBackend:
 
     name = "cupy"
 
-    def __init__(self, *, _defines: tuple[str, ...] = ()) -> None:
+    def __init__(self, *, _defines: tuple[str, ...] = (), _grad_source: str | None = None) -> None:
         self._defines = tuple(_defines)  # benchmark diagnostics only
+        self._grad_source = _grad_source  # another grad_stats kernel source (tests, benchmark)
         self._reference = TorchStatsBackend()
         self._grad_plans: PlanCache[_Plan] = PlanCache(_Plan)
         self._param_plans: PlanCache[_Plan] = PlanCache(_Plan)
 
     # -- helpers -----------------------------------------------------------------
+    def _fns(self, idx: int) -> dict[str, Any]:
+        return _modules.get((idx, self._defines, self._grad_source)) or _compile(idx, self._defines, self._grad_source)
+
     def _launch(self, plan: _Plan, name: str, args: tuple) -> None:
+        """Launch with an argument tuple (cupy converts it: the slower, general way)."""
         idx = plan.device_index
-        fns = _modules.get((idx, self._defines)) or _compile(idx, self._defines)
+        fns = self._fns(idx)
         if torch.cuda.current_device() != idx:
             with torch.cuda.device(idx):
                 fns[name](plan.nblocks, args, torch._C._cuda_getCurrentRawStream(idx))
         else:
             fns[name](plan.nblocks, args, torch._C._cuda_getCurrentRawStream(idx))
+
+    def _launch_packed(self, plan: _Plan, name: str, args: tuple, dynamic: tuple[tuple[int, int], ...]) -> None:
+        """Launch from the plan's parameter buffer for ``name``; ``dynamic`` = (slot, value) rewritten now.
+
+        ``args`` are the launch's parameters (used to build the buffer on the first call).
+        """
+        idx = plan.device_index
+        launcher = self._fns(idx)[name]
+        params = plan.params.get(name) or plan.kernel_params(name, args)
+        vals = params.vals
+        for slot, value in dynamic:
+            vals[slot] = value
+        if torch._C._cuda_getDevice() != idx:
+            with torch.cuda.device(idx):
+                launcher.packed(plan.nblocks, params, torch._C._cuda_getCurrentRawStream(idx))
+        else:
+            launcher.packed(plan.nblocks, params, torch._C._cuda_getCurrentRawStream(idx))
 
     @staticmethod
     def _out(out: torch.Tensor | None, default: torch.Tensor) -> torch.Tensor:
@@ -278,9 +348,10 @@ class CupyStatsBackend:
             return self._reference.grad_stats(tensors)
         if plan.staged:
             plan.stage(tensors)
-        res = self._out(out, plan.grad_out)
-        self._launch(plan, "dsn_grad_stats",
-                     plan.head + (dptrs[1], plan.chunk) + plan.grad_bufs + (res.data_ptr(),))
+        res = plan.grad_out if out is None else self._out(out, plan.grad_out)
+        rp = res.data_ptr()
+        self._launch_packed(plan, "dsn_grad_stats", plan.head + (dptrs[1], plan.chunk) + plan.grad_bufs + (rp,),
+                            ((2, dptrs[1]), (7, rp)))
         return res
 
     def snapshot(self, tensors: Sequence[torch.Tensor]) -> _Snapshot:
@@ -294,7 +365,8 @@ class CupyStatsBackend:
             plan.stage(tensors)
         if plan.snap is None:
             plan.snap = torch.empty(plan.snap_bytes, dtype=torch.uint8, device=plan.device)
-        self._launch(plan, "dsn_snapshot", plan.head + (dptrs[1], plan.chunk, plan.snap.data_ptr()))
+        sp = plan.snap.data_ptr()
+        self._launch_packed(plan, "dsn_snapshot", plan.head + (dptrs[1], plan.chunk, sp), ((2, dptrs[1]), (4, sp)))
         cache = self._param_plans
         return _Snapshot(plan, tensors=tensors, dptrs=dptrs, ids=cache.last_ids, ptrs=cache.last_ptrs)
 
@@ -303,7 +375,7 @@ class CupyStatsBackend:
         """[n, UPDATE_COLS] float64: sum((new-old)^2), sum(old^2), changed."""
         if before.plan is None:
             return self._reference.update_stats(before.fallback, tensors)
-        if (tuple(map(id, tensors)) == before.ids
+        if ((tensors is before.tensors or tuple(map(id, tensors)) == before.ids)
                 and tuple(map(torch.Tensor.data_ptr, tensors)) == before.ptrs):
             plan, dptrs = before.plan, before.dptrs  # the very tensors of the snapshot, in place
         else:
@@ -313,7 +385,8 @@ class CupyStatsBackend:
                              "alignment) since snapshot(); take a new snapshot")
         if plan.staged:
             plan.stage(tensors)
-        res = self._out(out, plan.update_out)
-        self._launch(plan, "dsn_update_stats", plan.head + (dptrs[1], plan.chunk, plan.snap.data_ptr())
-                     + plan.upd_bufs + (res.data_ptr(),))
+        res = plan.update_out if out is None else self._out(out, plan.update_out)
+        rp, sp = res.data_ptr(), plan.snap.data_ptr()
+        self._launch_packed(plan, "dsn_update_stats", plan.head + (dptrs[1], plan.chunk, sp) + plan.upd_bufs + (rp,),
+                            ((2, dptrs[1]), (4, sp), (8, rp)))
         return res

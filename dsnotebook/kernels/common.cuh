@@ -130,15 +130,13 @@ __device__ __forceinline__ i64 strided_offset(const i64* __restrict__ m, i64 i) 
   return off + i * __ldg(m + M_STRIDES);
 }
 
-// Hands one unpacked 16-byte vector to the visitor as a whole (see GradVisit::vec).
-template <int VEC, class Visit>
-__device__ __forceinline__ void visit_vec(const float (&f)[VEC], Visit& visit) {
-  visit.template vec<VEC>(f);
-}
-
 // Elements [0, len) of one chunk that starts at byte address p: a scalar head up to the
 // first 16-byte boundary, 16-byte vector loads (four in flight per thread), a scalar
-// tail.  Every element is visited exactly once, by exactly one thread.
+// tail.  Every element is visited exactly once, by exactly one thread: scalars as
+// visit(float), each raw 16-byte vector as visit.vec<DT, UNIFORM>(uint4) (the visitor
+// unpacks it, so that it can also work on the packed bits).  Thread tid takes vectors
+// tid, tid + THREADS, ... in that order; the main loop's trip count is the same for the
+// whole block (UNIFORM = true: every lane of every warp is there, warp votes are safe).
 template <int DT, class Visit>
 __device__ __forceinline__ void dense_chunk(const char* p, int len, Visit& visit) {
   typedef Elem<DT> E;
@@ -148,26 +146,19 @@ __device__ __forceinline__ void dense_chunk(const char* p, int len, Visit& visit
   if (tid < head) visit(E::load(p, tid));
   const uint4* pv = reinterpret_cast<const uint4*>(p + (i64)head * E::ES);
   const int nvec = (len - head) / E::VEC;
-  int v = tid;
-  float f[E::VEC];
-  for (; v + 3 * THREADS < nvec; v += 4 * THREADS) {
-    const uint4 r0 = __ldg(pv + v);
-    const uint4 r1 = __ldg(pv + v + THREADS);
-    const uint4 r2 = __ldg(pv + v + 2 * THREADS);
-    const uint4 r3 = __ldg(pv + v + 3 * THREADS);
-    E::unpack(r0, f);
-    visit_vec<E::VEC>(f, visit);
-    E::unpack(r1, f);
-    visit_vec<E::VEC>(f, visit);
-    E::unpack(r2, f);
-    visit_vec<E::VEC>(f, visit);
-    E::unpack(r3, f);
-    visit_vec<E::VEC>(f, visit);
+  int v0 = 0;
+  for (; v0 + 4 * THREADS <= nvec; v0 += 4 * THREADS) {
+    const uint4* q = pv + v0 + tid;
+    const uint4 r0 = __ldg(q);
+    const uint4 r1 = __ldg(q + THREADS);
+    const uint4 r2 = __ldg(q + 2 * THREADS);
+    const uint4 r3 = __ldg(q + 3 * THREADS);
+    visit.template vec<DT, true>(r0);
+    visit.template vec<DT, true>(r1);
+    visit.template vec<DT, true>(r2);
+    visit.template vec<DT, true>(r3);
   }
-  for (; v < nvec; v += THREADS) {
-    E::unpack(__ldg(pv + v), f);
-    visit_vec<E::VEC>(f, visit);
-  }
+  for (int v = v0 + tid; v < nvec; v += THREADS) visit.template vec<DT, false>(__ldg(pv + v));
   const int done = head + nvec * E::VEC;
   if (tid < len - done) visit(E::load(p, done + tid));
 }

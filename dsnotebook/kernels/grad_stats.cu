@@ -2,12 +2,28 @@
 //
 // Block b works on chunk bmap[b].y of tensor bmap[b].x (multi_tensor_apply style) and
 // computes over finite elements: sum and sum of squares (accumulated in fp64 per thread,
-// so 1e30^2 cannot overflow and 1e-30^2 cannot underflow; see GradVisit::vec for the
+// so 1e30^2 cannot overflow and 1e-30^2 cannot underflow; see GradVisit::general for the
 // guarded fp32 partial sums of each 16-byte vector), abs-max, the non-finite count and a
-// 64-bin floor(log2|x|) histogram.  The histogram lives in shared memory with one
-// private column per thread (hist[bin][thread]): a thread's atomicAdd never meets
-// another lane's address, so there are no bank conflicts and no contention however
-// concentrated the gradient's magnitudes are.
+// 64-bin floor(log2|x|) histogram.
+//
+// Histogram: shared memory, a private 16-bit counter per thread and row (word w of a row
+// holds thread w in its low half and thread w + 64 in its high half; a thread counts at
+// most chunk / THREADS + 2 <= 514 elements of a block).  A thread's atomicAdd never meets
+// another lane's address: no bank conflicts and no contention however concentrated the
+// magnitudes are.  Rows are not bins (see ROWS below); the block reduction folds them.
+//
+// Speed: bf16 data is instruction-bound, so the usual vector (all values finite with
+// |x| in [2^-48, 2^16), i.e. fp32 exponent e in [79, 142]) takes a fast path: with
+// a' = (bits << 1) - (79 << 24) (per 16-bit lane for a pair of bf16) the exponent byte of
+// a' is the histogram row e - 79, so one byte permute (__byte_perm) of a' and the
+// thread's column byte is the counter's shared address and one atomicAdd counts it; the
+// check is one test of two bits of the vector's max a' (a value outside the range wraps
+// or overflows into them), and the same max gives the abs-max.  The decision is taken per
+// warp (__all_sync), so a warp with a zero or an extreme value anywhere takes the general
+// path for that vector on all lanes (no divergence).  The general path is the previous
+// kernel's (clamped bins; exact for zeros, subnormals, non-finite values, any magnitude).
+// Sums are accumulated in the same order as before on every path and every vector goes
+// to the same thread as before, so the results are bit-identical to the previous kernel.
 //
 // Determinism: a tensor that spans several blocks has each block write its fp64 sums as
 // a partial row and add its counts (integers: exact in any order) into the tensor's
@@ -17,42 +33,93 @@
 // Floating-point sums therefore never depend on scheduling.
 #include "common.cuh"
 
-// Histogram update: 0 = shared atomicAdd on the thread's own column (default);
-// 1 = plain load/add/store on the own column; 2 = no histogram (benchmark diagnostics).
+// Fast path: 0 = none (the general path for every vector), 1 = for every dtype from the
+// fp32 bits, 2 = 1 with bf16 pairs handled as packed 16-bit lanes (default).
+#ifndef DSN_FAST
+#define DSN_FAST 2
+#endif
+// 1 (default): a warp takes the fast path when all its lanes can; 0: each lane decides.
+#ifndef DSN_VOTE
+#define DSN_VOTE 1
+#endif
+// Histogram update: 0 = shared atomicAdd (default); 2 = none (benchmark diagnostics).
 #ifndef DSN_HIST_MODE
 #define DSN_HIST_MODE 0
 #endif
-// Sums: 1 = fp32 partial sums per 16-byte vector with a guard, accumulated in fp64
-// (default; see GradVisit::vec); 0 = fp64 per element for every dtype;
-// 2 = fp32 per thread (benchmark diagnostics only, loses precision).
-#ifndef DSN_SUMS
-#define DSN_SUMS 1
+// Minimum resident blocks per SM asked of the compiler (caps registers per thread).
+#ifndef DSN_MINB
+#define DSN_MINB 1
 #endif
 
 namespace dsn {
 
+constexpr int HWORDS = THREADS / 2;    // 32-bit words per histogram row (two 16-bit counters each)
+constexpr int HROW = HWORDS * 4;       // bytes per row: 256, so a byte permute can form the address
+static_assert(HROW == 256, "the fast path's byte-permute addressing needs 256-byte histogram rows");
+// Rows: row r < 64 counts fp32 exponent e = r + E_ROW0 (fast path: bin max(e - 80, 1));
+// the general path writes bin b in 1..63 to row b + 1 and bin 0 (zeros, non-finite) to
+// row ROW_ZERO.
+constexpr int E_ROW0 = 127 + HIST_EXP_MIN - 2;  // 79: row 0 <-> |x| in [2^-48, 2^-47)
+constexpr int ROWS = HIST_BINS + 2;
+constexpr int ROW_ZERO = HIST_BINS + 1;
+constexpr u32 A_SHIFT32 = (u32)E_ROW0 << 24;              // a' = a - A_SHIFT32 (a = fp32 bits << 1)
+constexpr u32 A_SHIFT16 = ((u32)E_ROW0 << 8) * 0x10001u;  // the same per 16-bit lane of a bf16 pair
+constexpr u32 A_OUT32 = 0xc0000000u;  // a' has one of these bits set: e outside [79, 142]
+constexpr u32 A_OUT16 = 0xc000c000u;
+
+// The block's histogram (at namespace scope: GradVisit and the kernel both use it).
+__shared__ __align__(16) u32 g_hist[ROWS * HWORDS];
+
+__device__ __forceinline__ u32 bits1(float x) { return __float_as_uint(x) << 1; }  // sign dropped
+
+__device__ __forceinline__ u32 vmax_u16x2(u32 a, u32 b) {
+  u32 d;
+  asm("max.u16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}
+
+// Whether every lane of the warp passes (UNIFORM: all 32 lanes are known to be here).
+template <bool UNIFORM>
+__device__ __forceinline__ bool warp_all(bool ok) {
+#if DSN_VOTE
+  if constexpr (UNIFORM) return __all_sync(0xffffffffu, ok);
+#endif
+  return ok;
+}
+
 struct GradVisit {
   double s, q;
-  float mx;
+  float mx;    // abs-max of the scalar and element-by-element values
+  u32 amax;    // abs-max (bits << 1) of the vectors of the fast and middle paths
+  u32 amax16;  // bf16 fast path: per-lane max of (word << 1)
   u32 nf;
-  u32* col;  // this thread's histogram column in shared memory
-  float fs, fq;
+  u32 cb;      // byte offset of this thread's word within a row (< 256)
+  u32 inc;     // 1 for threads 0..63, 1 << 16 for threads 64..127
 
-  // Histogram of one value from its bits shifted left by one (sign dropped).
-  // floor(log2|v|) = biased exponent - 127 for normals; subnormals (exponent 0) clamp to
-  // bin 1, exact zeros go to bin 0, exponent 255 (Inf/NaN) would land in the last bin.
-  __device__ __forceinline__ void hist(u32 a) {
-    const int e = (int)(a >> 24);
-    const int lo = (int)min(a, 1u);
-    const int bin = min(max(e + (1 - HIST_EXP_MIN - 127), lo), HIST_BINS - 1);
+  __device__ __forceinline__ void add_at(u32 byte_offset) {
 #if DSN_HIST_MODE == 0
-    atomicAdd(col + bin * THREADS, 1u);
-#elif DSN_HIST_MODE == 1
-    col[bin * THREADS] += 1u;
+    // A reduction on a 32-bit shared-window address: ptxas keeps the array's address in a
+    // uniform register and folds it into the instruction ([R + UR]), no add per count.
+    const u32 base = (u32)__cvta_generic_to_shared(g_hist);
+    asm volatile("red.shared.add.u32 [%0], %1;" ::"r"(base + byte_offset), "r"(inc) : "memory");
 #else
-    (void)bin;
+    (void)byte_offset;
 #endif
   }
+
+  // General bin of one value from a = bits << 1 (sign dropped): floor(log2|v|) = biased
+  // exponent - 127 for normals; subnormals (exponent 0) clamp to bin 1, exact zeros go to
+  // bin 0; callers pass a = 0 for non-finite values.  Row = bin + 1; bin 0: ROW_ZERO.
+  __device__ __forceinline__ void hist(u32 a) {
+    const int e = (int)(a >> 24);
+    const int row = a ? min(max(e - E_ROW0, 2), HIST_BINS) : ROW_ZERO;
+    add_at(((u32)row << 8) + cb);
+  }
+
+  // Fast-path row: the exponent byte that SEL picks from a' (byte 3 for fp32; 1 or 3 for
+  // the two bf16 of a word) goes to byte 1 of the address, the thread's column to byte 0.
+  template <u32 SEL>
+  __device__ __forceinline__ void hist_fast(u32 a_shifted) { add_at(__byte_perm(a_shifted, cb, SEL)); }
 
   // Counts, abs-max and histogram of one element; returns it with non-finite -> 0.
   __device__ __forceinline__ float count(float x) {
@@ -60,80 +127,117 @@ struct GradVisit {
     const float v = fin ? x : 0.0f;   // non-finite: counted, then treated as 0 (bin 0)
     nf += fin ? 0u : 1u;
     mx = fmaxf(mx, fabsf(v));
-    hist(__float_as_uint(v) << 1);
+    hist(bits1(v));
     return v;
   }
 
   __device__ __forceinline__ void operator()(float x) {
-    const float v = count(x);
-#if DSN_SUMS == 2
-    fs += v;
-    fq = fmaf(v, v, fq);
-#else
-    const double d = (double)v;
+    const double d = (double)count(x);
     s += d;
     q = fma(d, d, q);
-#endif
   }
 
-  // One 16-byte vector (N = 8 bf16/fp16 or 4 fp32 values), on the assumption that all
-  // are finite and of moderate size: the raw values go into the histogram and into fp32
-  // partial sums.  Squares of 16-bit values are exact in fp32 (at most 11 significant
-  // bits); fp32 squares round once.  So the partial sums lose at most 2N-1 roundings
-  // (< 1e-6 relative, the issue asks 1e-5) -- as long as no square underflows and no sum
-  // overflows: when the partial sum of squares is outside [2^-60, 2^100] (or NaN/Inf,
-  // which any non-finite value makes it) the vector is redone element by element in
-  // fp64, and its non-finite values are counted and moved from the last bin to bin 0,
-  // as count() would have binned them.  This drops the per-element finiteness selects
-  // and N-1 of N fp64 conversions and additions: 16-bit data is instruction-bound.
+  // A vector whose values are not all in the fast range.  When the fp32 partial sum of
+  // squares is inside [2^-60, 2^100] the fp32 partial sums are exact enough (squares of
+  // 16-bit values are exact in fp32, fp32 squares round once: at most 2N-1 roundings,
+  // < 1e-6 relative) and every value is finite, so only the bins need the general
+  // formula; otherwise the vector is redone element by element in fp64, non-finite values
+  // counted and left out.
   template <int N>
-  __device__ __forceinline__ void vec(const float (&f)[N]) {
-#if DSN_SUMS == 1
-    float sv = 0.0f, qv = 0.0f;
-    u32 am = 0;
-#pragma unroll
-    for (int k = 0; k < N; ++k) {
-      const u32 a = __float_as_uint(f[k]) << 1;
-      am = max(am, a);
-      hist(a);
-      sv += f[k];
-      qv = fmaf(f[k], f[k], qv);
-    }
+  __device__ __forceinline__ void general(const float (&f)[N], float sv, float qv) {
     if (qv >= 0x1p-60f && qv <= 0x1p100f) {  // all finite; |sv| <= sqrt(N * qv): no overflow
       s += (double)sv;
       q += (double)qv;
-      mx = fmaxf(mx, __uint_as_float(am >> 1));
-    } else {
 #pragma unroll
       for (int k = 0; k < N; ++k) {
-        const bool fin = finite_f32(f[k]);
-        if (!fin) {
-          ++nf;
-          // Move it from the last bin to bin 0, where count() puts non-finite values
-          // (the output subtracts them from bin 0).
-#if DSN_HIST_MODE == 0
-          atomicAdd(col + (HIST_BINS - 1) * THREADS, 0xffffffffu);
-          atomicAdd(col, 1u);
-#elif DSN_HIST_MODE == 1
-          col[(HIST_BINS - 1) * THREADS] -= 1u;
-          col[0] += 1u;
-#endif
-        }
-        const float v = fin ? f[k] : 0.0f;
-        mx = fmaxf(mx, fabsf(v));
-        const double d = (double)v;
-        s += d;
-        q = fma(d, d, q);
+        const u32 a = bits1(f[k]);
+        amax = max(amax, a);
+        hist(a);
       }
-    }
-#else
+    } else {
 #pragma unroll
-    for (int k = 0; k < N; ++k) (*this)(f[k]);
-#endif
+      for (int k = 0; k < N; ++k) (*this)(f[k]);
+    }
   }
 
-  __device__ __forceinline__ void finish() { s += (double)fs; q += (double)fq; }
+  // One 16-byte vector of N values as floats (fp32, fp16; bf16 unless DSN_FAST is 2).
+  template <int N, bool UNIFORM>
+  __device__ __forceinline__ void vecf(const float (&f)[N]) {
+    float sv = 0.0f, qv = 0.0f;
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      sv += f[k];
+      qv = fmaf(f[k], f[k], qv);
+    }
+#if DSN_FAST >= 1
+    u32 ap[N], am = 0;
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      ap[k] = bits1(f[k]) - A_SHIFT32;
+      am = max(am, ap[k]);
+    }
+    // qv >= 2^-60: the sums of such a vector are made exactly as the general path makes them.
+    if (warp_all<UNIFORM>(!(am & A_OUT32) && qv >= 0x1p-60f)) {
+      s += (double)sv;
+      q += (double)qv;
+      amax = max(amax, am + A_SHIFT32);
+#pragma unroll
+      for (int k = 0; k < N; ++k) hist_fast<0x5534>(ap[k]);
+      return;
+    }
+#endif
+    general<N>(f, sv, qv);
+  }
+
+  template <int DT, bool UNIFORM>
+  __device__ __forceinline__ void vec(uint4 r) {
+    float f[Elem<DT>::VEC];
+    Elem<DT>::unpack(r, f);
+#if DSN_FAST == 2
+    if constexpr (DT == DT_BF16) {
+      // The two bf16 of a word at once: in a' = (w << 1) - A_SHIFT16 the low value's
+      // exponent row is byte 1, the high value's byte 3.  The high lane's bit 0 holds the
+      // low value's sign, below the resolution of every test; a low lane that wraps
+      // borrows from the high lane, but then the vector fails the test anyway.
+      const u32 w[4] = {r.x, r.y, r.z, r.w};
+      float sv = 0.0f, qv = 0.0f;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        sv += f[k];
+        qv = fmaf(f[k], f[k], qv);
+      }
+      u32 ap[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) ap[k] = (w[k] << 1) - A_SHIFT16;
+      const u32 am = vmax_u16x2(vmax_u16x2(ap[0], ap[1]), vmax_u16x2(ap[2], ap[3]));
+      if (warp_all<UNIFORM>(!(am & A_OUT16) && qv >= 0x1p-60f)) {
+        s += (double)sv;
+        q += (double)qv;
+        amax16 = vmax_u16x2(amax16, am + A_SHIFT16);  // no carry between lanes: each < 0x8f00
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          hist_fast<0x5514>(ap[k]);
+          hist_fast<0x5534>(ap[k]);
+        }
+        return;
+      }
+      general<8>(f, sv, qv);
+      return;
+    }
+#endif
+    vecf<Elem<DT>::VEC, UNIFORM>(f);
+  }
+
+  __device__ __forceinline__ void finish() {
+    // bf16 lanes of amax16 hold (bits << 1) of a value, plus the other value's sign in bit
+    // 0 of the high lane: drop it and move each lane to the top of a word.
+    amax = max(amax, max((amax16 & 0xfffeu) << 16, amax16 & 0xfffe0000u));
+    mx = fmaxf(mx, __uint_as_float(amax >> 1));
+  }
 };
+
+// The two 16-bit counters of one histogram word.
+__device__ __forceinline__ u32 pair_sum(u32 w2) { return (w2 & 0xffffu) + (w2 >> 16); }
 
 template <class Visit>
 __device__ __forceinline__ void visit_chunk(const i64* __restrict__ m, const char* base, i64 chunk,
@@ -158,12 +262,12 @@ __device__ __forceinline__ void visit_chunk(const i64* __restrict__ m, const cha
 
 using namespace dsn;
 
-extern "C" __global__ void __launch_bounds__(THREADS)
+extern "C" __global__ void __launch_bounds__(THREADS, DSN_MINB)
 dsn_grad_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
                const i64* __restrict__ ptrs, i64 chunk_len,
                double* __restrict__ part_f, u64* __restrict__ accu,
                u32* __restrict__ tickets, double* __restrict__ out) {
-  __shared__ u32 hist[HIST_BINS * THREADS];
+  u32* const hist = g_hist;
   __shared__ u32 tot[HIST_BINS];
   __shared__ double scratch[NWARPS];
   __shared__ float smx[NWARPS];
@@ -179,10 +283,12 @@ dsn_grad_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
   const int t = bm.x;
   const i64* m = meta + (i64)t * M_COLS;
 
-#pragma unroll 16
-  for (int b = 0; b < HIST_BINS; ++b) hist[b * THREADS + tid] = 0u;  // own column only
+#pragma unroll
+  for (int i = tid; i < ROWS * HWORDS / 4; i += THREADS)
+    reinterpret_cast<uint4*>(hist)[i] = make_uint4(0u, 0u, 0u, 0u);
+  __syncthreads();  // rows are shared by two threads: all zero before anyone counts
 
-  GradVisit v{0.0, 0.0, 0.0f, 0u, hist + tid, 0.0f, 0.0f};
+  GradVisit v{0.0, 0.0, 0.0f, 0u, 0u, 0u, (u32)(tid % HWORDS) * 4u, tid < HWORDS ? 1u : 0x10000u};
   visit_chunk(m, reinterpret_cast<const char*>(__ldg(ptrs + t)), (i64)bm.y, chunk_len, v);
   v.finish();
 
@@ -198,9 +304,14 @@ dsn_grad_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
   const double s = block_sum(v.s, scratch);   // contains __syncthreads (hist complete)
   const double q = block_sum(v.q, scratch);
   for (int b = warp; b < HIST_BINS; b += NWARPS) {
+    // bin 0 <- row ROW_ZERO; bin 1 <- rows 0, 1, 2; bin b <- row b + 1.
+    const int r0 = b == 0 ? ROW_ZERO : b + 1;
     u32 c = 0;
 #pragma unroll
-    for (int k = 0; k < NWARPS; ++k) c += hist[b * THREADS + k * 32 + lane];
+    for (int k = 0; k < HWORDS / 32; ++k) {
+      c += pair_sum(hist[r0 * HWORDS + k * 32 + lane]);
+      if (b == 1) c += pair_sum(hist[k * 32 + lane]) + pair_sum(hist[HWORDS + k * 32 + lane]);
+    }
     c = __reduce_add_sync(0xffffffffu, c);
     if (lane == 0) tot[b] = c;
   }

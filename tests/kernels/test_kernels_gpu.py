@@ -271,9 +271,56 @@ def test_pointers_move_between_calls(backend):
     del keep
 
 
-@pytest.mark.parametrize("defines", [("-DDSN_HIST_MODE=1",), ("-DDSN_SUMS=0",)], ids=["plain-hist", "fp64-sums"])
-def test_histogram_variants_match(defines):
-    be = kernels.CupyStatsBackend(_defines=defines)
+LEGACY = "../../tests/kernels/legacy_grad_stats.cu"  # relative to dsnotebook/kernels (the compile directory)
+
+
+def _fast_path_cases(dtype):
+    """Data for the fast path's edges: exponents 78..143, zeros in some warps only, one lane
+    with an extreme value, vectors whose fp32 sum of squares falls below 2^-60."""
+    g = torch.Generator(device=DEV).manual_seed(17)
+    n = 3 * 65536 + 77
+    edges = torch.tensor([2.0 ** -49, 2.0 ** -48, 2.0 ** -47.5, 2.0 ** -47, 2.0 ** -46, 2.0 ** -45, 2.0 ** 15,
+                          2.0 ** 15.9, 2.0 ** 16, 2.0 ** 17, 1e-40, 0.0, 3e38], device=DEV)
+    body = torch.randn(n, generator=g, device=DEV)
+    sparse = body.clone()
+    sparse[1000:2000:7] = 0.0          # zeros in a few warps: those warps take the general path
+    lone = body.clone()
+    lone[4321] = float("inf")          # one lane's vector non-finite
+    tiny = torch.randn(n, generator=g, device=DEV) * 2.0 ** -40  # fast range, squares < 2^-60
+    mixed = torch.where(torch.rand(n, generator=g, device=DEV) < 0.5, body * 2.0 ** -45, body * 2.0 ** 14)
+    walk = edges[torch.randint(0, len(edges), (n,), generator=g, device=DEV)] * torch.where(
+        torch.rand(n, generator=g, device=DEV) < 0.5, -1.0, 1.0)
+    return [t.to(dtype) for t in (body, sparse, lone, tiny, mixed, walk, edges)] + [body.to(dtype)[3:]]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_path_edges_match_reference(backend, dtype):
+    ts = _fast_path_cases(dtype)
+    assert_grad_match(backend.grad_stats(ts), ts)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bit_identical_to_previous_kernel(backend, dtype):
+    """The fast path changes how bins are counted, not the sums' order: every number equal."""
+    legacy = kernels.CupyStatsBackend(_grad_source=LEGACY)
+    ts = _fast_path_cases(dtype) + _adversarial(dtype) + [_rand(n, dtype, scale=10.0 ** (n % 7 - 3), seed=n)
+                                                          for n in (1, 7, 100, 4096, 65537, 1_000_003)]
+    assert torch.equal(backend.grad_stats(ts).clone(), legacy.grad_stats(ts).clone())
+
+
+@pytest.mark.parametrize("defines", [("-DDSN_FAST=0",), ("-DDSN_FAST=1",), ("-DDSN_VOTE=0",), ("-DDSN_MINB=6",)],
+                         ids=["general-only", "no-bf16-pairs", "per-lane", "minblocks"])
+def test_kernel_variants_bit_identical(defines):
+    be, ref = kernels.CupyStatsBackend(_defines=defines), kernels.CupyStatsBackend()
     for dtype in DTYPES:
-        ts = _adversarial(dtype) + [_rand(3 * 65536 + 5, dtype, seed=3)]
-        assert_grad_match(be.grad_stats(ts), ts)
+        ts = _fast_path_cases(dtype) + _adversarial(dtype)
+        assert torch.equal(be.grad_stats(ts).clone(), ref.grad_stats(ts).clone())
+
+
+def test_new_gradient_objects_each_step_use_light_path(backend):
+    shapes = [(64, 3, 7, 7), (64,), (1000, 2048)]
+    base = [_rand(s, torch.float32, seed=i) for i, s in enumerate(shapes)]
+    for step in range(4):
+        ts = [t.detach() for t in base]  # new objects, same storage: set_to_none style
+        assert_grad_match(backend.grad_stats(ts), ts)
+    assert backend._grad_plans.builds == 1 and backend._grad_plans.hits[1] == 3

@@ -176,13 +176,48 @@ def test_plan_cache_fast_path_and_invalidation():
     for _ in range(4):
         assert cache.get(ts)[0] is p1
     assert len(built) == 1 and len(p1.uploads) == 3  # armed after the third call
+    assert cache.hits == [2, 2, 1]  # the 2nd and 3rd call took path 2, then path 1 (armed)
     fresh = [t.clone() for t in ts]  # same layout, new pointers: same plan, new pointer table
     p2, ptrs2 = cache.get(fresh)
     assert p2 is p1 and ptrs2 == (fresh[0].data_ptr(), fresh[1].data_ptr())
-    reshaped = [ts[0], ts[1].view(4)]  # same pointers, other shape: new plan
-    p3, _ = cache.get(reshaped)
+    assert cache.hits[1] == 3  # new objects, same layout: the light path
+    reshaped = [ts[0], ts[1].view(4)]  # other shape, read the same way (contiguous): same plan
+    assert cache.get(reshaped)[0] is p1 and len(built) == 1
+    transposed = [ts[0], ts[1].t()]  # not contiguous: its sizes and strides count
+    p3, _ = cache.get(transposed)
     assert p3 is not p1 and len(built) == 2
     misaligned = [ts[0][1:], ts[1]]  # other alignment: new plan
     assert cache.get(misaligned)[0] is not p1 and len(built) == 3
     ts[1].set_(torch.zeros(2, 2))  # same object, storage swapped in place: fast path must miss
     assert cache.get(ts)[1] == (ts[0].data_ptr(), ts[1].data_ptr())
+
+
+@pytest.mark.parametrize("change", ["dtype", "numel", "strides", "pointer"])
+def test_plan_cache_light_path_sees_layout_changes(change):
+    """Gradients after zero_grad(set_to_none=True): new objects each step, usually the same
+    layout (path 2 of plans.py).  Anything the kernels depend on must still be seen."""
+    built: list[_FakePlan] = []
+    cache = PlanCache(lambda ts, key: built.append(_FakePlan()) or built[-1])
+    shapes = [(8, 3, 3, 3), (8,), (10, 4)]
+    step = [torch.zeros(s) for s in shapes]
+    p1, _ = cache.get(step)
+    for _ in range(3):  # new objects every step, same layout: one plan, no rebuild
+        step = [torch.zeros(s) for s in shapes]
+        assert cache.get(step)[0] is p1
+    assert len(built) == 1 and cache.hits[1] == 3
+    other = [torch.zeros(s) for s in shapes]
+    if change == "dtype":  # .data = p.data.half() on a parameter: same size in bytes for bf16 <-> fp16
+        other[1] = torch.zeros(8, dtype=torch.bfloat16)
+        step[1] = step[1].to(torch.float16)
+        assert cache.get(step)[0] is not p1
+        assert cache.get(other)[0] is not cache.get(step)[0]
+        return
+    if change == "numel":  # .data = p.data[:4]
+        other[1] = torch.zeros(4)
+    elif change == "strides":  # a gradient with another layout than its parameter
+        other[2] = torch.zeros(4, 10).t()
+    else:  # storage moved (FSDP re-allocation): same plan, new pointer table
+        p2, ptrs = cache.get(other)
+        assert p2 is p1 and ptrs == tuple(t.data_ptr() for t in other) and len(built) == 1
+        return
+    assert cache.get(other)[0] is not p1 and len(built) == 2
