@@ -329,3 +329,46 @@ def test_dead_units_only_on_rectifier_outputs():
     assert df.loc["4", "dead_indices"] == [0, 1] and df.loc["4", "units"] == 6  # block ending in F.relu
     assert df.loc["1", "units"] == 0 and df.loc["5", "units"] == 0  # Linear outputs
     assert df.loc["(root)", "units"] == 0
+
+
+class HardtanhNet(nn.Module):
+    """Unit 0 always exactly 0; unit 1 at most 0, negative for some inputs (its maximum is 0, yet it is alive:
+    Hardtanh can go negative); unit 2 mixed.  The parent may scale the output in place, so that from the second
+    sample on it is copied at hook time."""
+
+    def __init__(self, in_place: bool):
+        super().__init__()
+        self.fc, self.act, self.head, self.in_place = nn.Linear(4, 3), nn.Hardtanh(-1.0, 1.0), nn.Linear(3, 2), in_place
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.weight[1, 0] = -1.0
+            self.fc.weight[2].fill_(1.0)
+            self.fc.bias.zero_()
+
+    def forward(self, x):
+        h = self.act(self.fc(x))
+        if self.in_place:
+            h.mul_(1.0)
+        return self.head(h)
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_dead_units_of_a_rectifier_that_goes_negative(in_place):
+    """Hardtanh: a channel is silent only when its maximum and minimum are both 0 (a maximum of 0
+    alone is a negative, live channel); the copied output keeps the original's rectifier kind."""
+    torch.manual_seed(0)
+    model = HardtanhNet(in_place)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with ModelTracer(model, opt, activations_every=1) as tracer:
+        for i in range(3):
+            opt.zero_grad()
+            x = torch.randn(8, 4)
+            x[:, 0] = x[:, 0].clamp(min=0.0)
+            x[0, 0], x[1, 0] = 0.0, 1.0
+            model(x).sum().backward()
+            opt.step()
+    df = tracer.to_dataframe("activations")
+    rows = df[df.module == "act"]
+    assert sorted(rows.step) == ([1, 2] if in_place else [0, 1, 2])  # in place: dropped once, copied after
+    for _, row in rows.iterrows():
+        assert row.units == 3 and list(row.dead_indices) == [0]
