@@ -70,7 +70,7 @@ def _compile(device_index: int, defines: tuple[str, ...] = (), grad_source: str 
         fns: dict[str, Any] = {}
         with cupy.cuda.Device(device_index):
             for src, names in ((grad_source or "grad_stats.cu", ("dsn_grad_stats",)),
-                               ("update_stats.cu", ("dsn_snapshot", "dsn_update_stats"))):
+                               ("update_stats.cu", ("dsn_snapshot", "dsn_update_stats", "dsn_update_carry"))):
                 code = (KERNEL_DIR / src).read_text()
                 mod = cupy.RawModule(code=code, options=("-std=c++17", f"-I{KERNEL_DIR}") + defines)
                 for name in names:
@@ -370,9 +370,16 @@ class CupyStatsBackend:
         cache = self._param_plans
         return _Snapshot(plan, tensors=tensors, dptrs=dptrs, ids=cache.last_ids, ptrs=cache.last_ptrs)
 
+    supports_carry = True
+
     def update_stats(self, before: _Snapshot, tensors: Sequence[torch.Tensor],
-                     out: torch.Tensor | None = None) -> torch.Tensor:
-        """[n, UPDATE_COLS] float64: sum((new-old)^2), sum(old^2), changed."""
+                     out: torch.Tensor | None = None, carry: bool = False) -> torch.Tensor:
+        """[n, UPDATE_COLS] float64: sum((new-old)^2), sum(old^2), changed.
+
+        ``carry=True`` also writes the new weights over the snapshot, so that ``before``
+        then stands for the weights as they are now (a caller that knows they do not change
+        until the next comparison skips the next ``snapshot``; see UpdateStatsProbe).
+        """
         if before.plan is None:
             return self._reference.update_stats(before.fallback, tensors)
         if ((tensors is before.tensors or tuple(map(id, tensors)) == before.ids)
@@ -387,6 +394,7 @@ class CupyStatsBackend:
             plan.stage(tensors)
         res = plan.update_out if out is None else self._out(out, plan.update_out)
         rp, sp = res.data_ptr(), plan.snap.data_ptr()
-        self._launch_packed(plan, "dsn_update_stats", plan.head + (dptrs[1], plan.chunk, sp) + plan.upd_bufs + (rp,),
+        self._launch_packed(plan, "dsn_update_carry" if carry else "dsn_update_stats",
+                            plan.head + (dptrs[1], plan.chunk, sp) + plan.upd_bufs + (rp,),
                             ((2, dptrs[1]), (4, sp), (8, rp)))
         return res

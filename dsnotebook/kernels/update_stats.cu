@@ -6,6 +6,11 @@
 // count of new != old.  Total traffic: 4 x element size per parameter (16 B for fp32,
 // 8 B for bf16/fp16), the least that keeps "changed" exact for any optimizer.
 //
+// dsn_update_carry is dsn_update_stats that also writes the new weights over the snapshot
+// (+1x write): the snapshot is then the "before" of the next step, so when the caller
+// knows the weights did not change in between it skips the next dsn_snapshot: 12 B per
+// fp32 parameter and step instead of 16 (an option of UpdateStatsProbe, see updates.py).
+//
 // A dense tensor's snapshot region starts at the same address modulo 16 as the tensor,
 // so old and new values of one chunk split into the same scalar head, 16-byte vectors
 // and tail.  Strided tensors are snapshotted in logical order.  Reduction across blocks
@@ -30,21 +35,39 @@ struct UpdateVisit {
   }
 };
 
-template <int DT>
-__device__ __forceinline__ void update_dense(const char* pn, const char* po, int len, UpdateVisit& v) {
+// Element i of src copied over element j of dst (raw bits, ES bytes).
+template <int ES>
+__device__ __forceinline__ void copy_elem(char* dst, i64 j, const char* src, i64 i) {
+  if constexpr (ES == 4) reinterpret_cast<u32*>(dst)[j] = __ldg(reinterpret_cast<const u32*>(src) + i);
+  else reinterpret_cast<u16*>(dst)[j] = __ldg(reinterpret_cast<const u16*>(src) + i);
+}
+
+// The snapshot is read through the read-only cache unless this kernel also writes it.
+template <bool CARRY>
+__device__ __forceinline__ uint4 load_old(const uint4* p) {
+  if constexpr (CARRY) return *p;
+  else return __ldg(p);
+}
+
+template <int DT, bool CARRY>
+__device__ __forceinline__ void update_dense(const char* pn, char* po, int len, UpdateVisit& v) {
   typedef Elem<DT> E;
   const int tid = threadIdx.x;
   int head = (int)(((16u - (u32)((u64)pn & 15u)) & 15u) / E::ES);
   if (head > len) head = len;
-  if (tid < head) v(E::load(po, tid), E::load(pn, tid));
+  if (tid < head) {
+    v(E::load(po, tid), E::load(pn, tid));
+    if (CARRY) copy_elem<E::ES>(po, tid, pn, tid);
+  }
   const uint4* vn = reinterpret_cast<const uint4*>(pn + (i64)head * E::ES);
-  const uint4* vo = reinterpret_cast<const uint4*>(po + (i64)head * E::ES);
+  uint4* vo = reinterpret_cast<uint4*>(po + (i64)head * E::ES);
   const int nvec = (len - head) / E::VEC;
   float fo[E::VEC], fn[E::VEC];
   int i = tid;
   for (; i + THREADS < nvec; i += 2 * THREADS) {
-    const uint4 n0 = __ldg(vn + i), o0 = __ldg(vo + i);
-    const uint4 n1 = __ldg(vn + i + THREADS), o1 = __ldg(vo + i + THREADS);
+    const uint4 n0 = __ldg(vn + i), o0 = load_old<CARRY>(vo + i);
+    const uint4 n1 = __ldg(vn + i + THREADS), o1 = load_old<CARRY>(vo + i + THREADS);
+    if (CARRY) { vo[i] = n0; vo[i + THREADS] = n1; }
     E::unpack(n0, fn); E::unpack(o0, fo);
 #pragma unroll
     for (int k = 0; k < E::VEC; ++k) v(fo[k], fn[k]);
@@ -53,29 +76,37 @@ __device__ __forceinline__ void update_dense(const char* pn, const char* po, int
     for (int k = 0; k < E::VEC; ++k) v(fo[k], fn[k]);
   }
   for (; i < nvec; i += THREADS) {
-    E::unpack(__ldg(vn + i), fn); E::unpack(__ldg(vo + i), fo);
+    const uint4 n0 = __ldg(vn + i), o0 = load_old<CARRY>(vo + i);
+    if (CARRY) vo[i] = n0;
+    E::unpack(n0, fn); E::unpack(o0, fo);
 #pragma unroll
     for (int k = 0; k < E::VEC; ++k) v(fo[k], fn[k]);
   }
   const int done = head + nvec * E::VEC;
-  if (tid < len - done) v(E::load(po, done + tid), E::load(pn, done + tid));
+  if (tid < len - done) {
+    v(E::load(po, done + tid), E::load(pn, done + tid));
+    if (CARRY) copy_elem<E::ES>(po, done + tid, pn, done + tid);
+  }
 }
 
-template <int DT>
+template <int DT, bool CARRY>
 __device__ __forceinline__ void update_chunk(const i64* __restrict__ m, const char* base,
-                                             const char* snap, i64 chunk, i64 chunk_len,
+                                             char* snap, i64 chunk, i64 chunk_len,
                                              UpdateVisit& v) {
   typedef Elem<DT> E;
   const i64 numel = __ldg(m + M_NUMEL);
   const i64 start = chunk * chunk_len;
   const i64 rest = numel - start;
   const int len = (int)(rest < chunk_len ? (rest > 0 ? rest : 0) : chunk_len);
-  const char* old = snap + __ldg(m + M_SNAP) + start * E::ES;
+  char* old = snap + __ldg(m + M_SNAP) + start * E::ES;
   if (__ldg(m + M_MODE) == MODE_DENSE) {
-    update_dense<DT>(base + start * E::ES, old, len, v);
+    update_dense<DT, CARRY>(base + start * E::ES, old, len, v);
   } else {
-    for (int i = threadIdx.x; i < len; i += THREADS)
-      v(E::load(old, i), E::load(base, strided_offset(m, start + i)));
+    for (int i = threadIdx.x; i < len; i += THREADS) {
+      const i64 off = strided_offset(m, start + i);
+      v(E::load(old, i), E::load(base, off));
+      if (CARRY) copy_elem<E::ES>(old, i, base, off);
+    }
   }
 }
 
@@ -119,11 +150,12 @@ dsn_snapshot(const i64* __restrict__ meta, const int2* __restrict__ bmap,
   }
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS)
-dsn_update_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
-                 const i64* __restrict__ ptrs, i64 chunk_len,
-                 const char* __restrict__ snap, double* __restrict__ part_f,
-                 u64* __restrict__ accu, u32* __restrict__ tickets, double* __restrict__ out) {
+template <bool CARRY>
+__device__ __forceinline__ void update_stats_body(const i64* __restrict__ meta, const int2* __restrict__ bmap,
+                                                  const i64* __restrict__ ptrs, i64 chunk_len,
+                                                  char* __restrict__ snap, double* __restrict__ part_f,
+                                                  u64* __restrict__ accu, u32* __restrict__ tickets,
+                                                  double* __restrict__ out) {
   __shared__ double scratch[NWARPS];
   __shared__ u32 sch[NWARPS];
   __shared__ bool am_last;
@@ -135,9 +167,9 @@ dsn_update_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
   UpdateVisit v{0.0, 0.0, 0u};
   const int dt = (int)__ldg(m + M_DTYPE);
   const char* base = reinterpret_cast<const char*>(__ldg(ptrs + t));
-  if (dt == DT_F32) update_chunk<DT_F32>(m, base, snap, (i64)bm.y, chunk_len, v);
-  else if (dt == DT_BF16) update_chunk<DT_BF16>(m, base, snap, (i64)bm.y, chunk_len, v);
-  else update_chunk<DT_F16>(m, base, snap, (i64)bm.y, chunk_len, v);
+  if (dt == DT_F32) update_chunk<DT_F32, CARRY>(m, base, snap, (i64)bm.y, chunk_len, v);
+  else if (dt == DT_BF16) update_chunk<DT_BF16, CARRY>(m, base, snap, (i64)bm.y, chunk_len, v);
+  else update_chunk<DT_F16, CARRY>(m, base, snap, (i64)bm.y, chunk_len, v);
 
   u32 ch = __reduce_add_sync(0xffffffffu, v.ch);
   if (lane == 0) sch[warp] = ch;
@@ -175,4 +207,22 @@ dsn_update_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
     row[0] = A; row[1] = B; row[2] = (double)C;
     tickets[t] = 0u;
   }
+}
+
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+dsn_update_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
+                 const i64* __restrict__ ptrs, i64 chunk_len,
+                 char* __restrict__ snap, double* __restrict__ part_f,
+                 u64* __restrict__ accu, u32* __restrict__ tickets, double* __restrict__ out) {
+  update_stats_body<false>(meta, bmap, ptrs, chunk_len, snap, part_f, accu, tickets, out);
+}
+
+// dsn_update_stats, and the new weights written over the snapshot (see the top of the file).
+extern "C" __global__ void __launch_bounds__(THREADS)
+dsn_update_carry(const i64* __restrict__ meta, const int2* __restrict__ bmap,
+                 const i64* __restrict__ ptrs, i64 chunk_len,
+                 char* __restrict__ snap, double* __restrict__ part_f,
+                 u64* __restrict__ accu, u32* __restrict__ tickets, double* __restrict__ out) {
+  update_stats_body<true>(meta, bmap, ptrs, chunk_len, snap, part_f, accu, tickets, out);
 }
