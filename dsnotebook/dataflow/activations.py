@@ -101,13 +101,16 @@ class ActivationSampler:
     """Forward hooks on every module while armed; :meth:`collect` turns what they saw into
     one device array plus a host-side decoder.
 
-    The hook itself only appends ``(name, module, output, version)`` to a list: no tensor
+    The hook itself only appends ``(name, module, output, version, ...)`` to a list: no tensor
     work, no allocation beyond that tuple (fewer objects alive during the step also means
     fewer garbage-collector passes, which cost more than the hooks on a big process).
     Call numbers, aliases, channel dims and rectifier kinds are worked out at
     :meth:`collect`; an output's autograd node is the same then as at hook time, because a
     row whose version changed (in-place op) is dropped.  Outputs of ``copy_modules`` are
-    cloned in the hook (their rectifier kind is taken from the original then).
+    cloned in the hook (their rectifier kind is taken from the original then).  The same
+    tensor object seen again is an alias (a parent returning its child's output) only while
+    its version is unchanged: an in-place module's output (``ReLU(inplace=True)``) is the
+    same object as its input with new values, and gets a row of its own.
     """
 
     def __init__(self, model: nn.Module, copy_modules: set[str] | None = None) -> None:
@@ -161,13 +164,14 @@ class ActivationSampler:
         try:
             t = output if type(output) is torch.Tensor else first_float_tensor(output)
             if t is None or not (t.is_floating_point() or t.is_complex()):
-                self._raw.append((name, module, None, 0, 0, -1))
+                self._raw.append((name, module, None, 0, 0, -1, 0))
             elif name in self.copy_modules:
                 with internal():
                     self._alive.append(t)  # keeps id(t) unique until collect
-                    self._raw.append((name, module, t.detach().clone(), 0, id(t), rectifier_kind(module, t)))
+                    self._raw.append((name, module, t.detach().clone(), 0, id(t), rectifier_kind(module, t),
+                                      t._version))
             else:
-                self._raw.append((name, module, t, t._version, id(t), -1))
+                self._raw.append((name, module, t, t._version, id(t), -1, t._version))
         except Exception as exc:  # never raise from a hook: note it and go on
             self.notes.append(f"activation hook of {name or '(root)'}: {type(exc).__name__}: {exc}")
         if id(module) == self._root_id:
@@ -179,16 +183,17 @@ class ActivationSampler:
         """The hooks' tuples as rows: call numbers, aliases, channel dims, rectifier kinds."""
         rows: list[_Row] = []
         calls: dict[int, int] = {}
-        first: dict[int, int] = {}
+        first: dict[int, tuple[int, int]] = {}  # id of an output -> (its row, its version then)
         prev: tuple[tuple[int, ...], int] | None = None
-        for name, module, t, version, tid, kind in raw:
+        for name, module, t, version, tid, kind, seen_version in raw:
             call = calls.get(id(module), 0)
             calls[id(module)] = call + 1
             if t is None or t.numel() == 0:
                 continue
-            alias = first.get(tid, -1)
-            if alias < 0:
-                first[tid] = len(rows)
+            alias, was = first.get(tid, (-1, 0))
+            if alias < 0 or was != seen_version:  # new, or changed in place since (a ReLU(inplace) after a BN)
+                alias = -1
+                first[tid] = (len(rows), seen_version)
             if kind < 0:
                 kind = rectifier_kind(module, t)
             dim = channel_dim(module, t, prev)

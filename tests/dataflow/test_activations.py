@@ -372,3 +372,21 @@ def test_dead_units_of_a_rectifier_that_goes_negative(in_place):
     assert sorted(rows.step) == ([1, 2] if in_place else [0, 1, 2])  # in place: dropped once, copied after
     for _, row in rows.iterrows():
         assert row.units == 3 and list(row.dead_indices) == [0]
+
+
+def test_in_place_relu_after_batch_norm_reports_its_own_values():
+    """Regression: ReLU(inplace=True) returns its input object with new values; it was reported as an alias
+    of the batch norm's (copied, pre-ReLU) output: zero fraction 0, mean of the batch norm."""
+    torch.manual_seed(0)
+    model = InplaceNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with ModelTracer(model, opt, activations_every=1) as tracer:
+        for i in range(3):
+            opt.zero_grad()
+            F.cross_entropy(model(_batch(i)[0]), _batch(i)[1]).backward()
+            opt.step()
+    df = tracer.to_dataframe("activations").set_index(["step", "module"])
+    for step in range(3):
+        relu = df.loc[(step, "relu")]
+        assert 0.3 < relu.zero_frac < 0.7 and relu["mean"] > 0.2 and relu.units == 4
+    assert df.loc[(2, "bn")].zero_frac == 0.0
