@@ -118,13 +118,16 @@ def main() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=True)
 
+    inner_amp = {"on": False}  # direct arms only: autocast around forward + loss inside the step
+
     def step(batch):
         x, y = batch
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         if next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=inner_amp["on"]):
+            loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
         return loss
@@ -167,7 +170,8 @@ def main() -> None:
     if mp is not None:  # the advisor before the fix: the step timed with the loading of its batch
         todo.append(("mp_loop_timed", mp, "loop", "speed"))
     todo += [("autocast_alone", Variant("autocast bfloat16 (alone, NCHW)", step_context=amp), "auto", "speed"),
-             ("cl_alone", Variant("channels_last (alone, fp32)", enter=lambda c: to_channels_last(c.model)), "auto",
+             ("cl_alone", Variant("channels_last (alone, fp32)",
+                                              enter=lambda c: to_channels_last(c.model, c.optimizer)), "auto",
               "speed")]
     for key, variant, timing, target in todo:
         t1 = time.time()
@@ -199,34 +203,40 @@ def main() -> None:
     probe.remove()
 
     # ---- 3. direct, interleaved
-    arms = {"fp32": (False, False), "bf16": (True, False), "bf16+CL": (True, True), "fp32+CL": (False, True)}
+    # name: (autocast around the whole step as the advisor applies it, channels_last, optimizer state
+    # converted with the parameters, autocast around forward + loss only as in a hand-written loop)
+    arms = {"fp32": (False, False, False, False), "bf16": (True, False, False, False),
+            "bf16+CL": (True, True, True, False), "bf16+CL/fwd": (False, True, True, True),
+            "bf16+CL/stale": (True, True, False, False), "bf16/fwd": (False, False, False, True),
+            "fp32+CL": (False, True, True, False)}
     it = forever(loader)
     host_batches = [next(it) for _ in range(args.steps)]
     gpu_batches = [(x.to(dev), y.to(dev)) for x, y in host_batches]
     sync()
+    host_s: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
 
     def block(arm: str, mode: str, n: int) -> float:
-        amp, cl = arms[arm]
-        undo = to_channels_last(model) if cl else None
+        amp, cl, match, inner = arms[arm]
+        undo = to_channels_last(model, opt if match else None) if cl else None
+        inner_amp["on"] = inner
+        issue = 0.0
         try:
             with torch.autocast(dev, dtype=torch.bfloat16, enabled=amp):
-                if mode == "loader":
-                    it = forever(loader)
-                    b = next(it)
-                    sync()
-                    t0 = time.perf_counter()
-                    for _ in range(n):
-                        step(b)
-                        b = next(it)
-                else:
-                    src = gpu_batches if mode == "resident" else host_batches
-                    sync()
-                    t0 = time.perf_counter()
-                    for i in range(n):
-                        step(src[i % len(src)])
+                it = forever(loader) if mode == "loader" else None
+                src = gpu_batches if mode == "resident" else host_batches
+                b = next(it) if it is not None else src[0]
                 sync()
+                t0 = time.perf_counter()
+                for i in range(n):
+                    h = time.perf_counter()
+                    step(b)
+                    issue += time.perf_counter() - h
+                    b = next(it) if it is not None else src[(i + 1) % len(src)]
+                sync()
+                host_s[(mode, arm)].append(issue / n)
                 return (time.perf_counter() - t0) / n
         finally:
+            inner_amp["on"] = False
             if undo is not None:
                 undo()
 
@@ -234,6 +244,7 @@ def main() -> None:
     for mode in modes:
         for arm in arms:
             block(arm, mode, 2)  # warm-up
+    host_s.clear()
     times = {(m, a): [] for m in modes for a in arms}
     names = list(arms)
     for r in range(args.rounds):
@@ -242,14 +253,41 @@ def main() -> None:
             for arm in order:
                 times[(mode, arm)].append(block(arm, mode, args.steps))
     say(f"\n[3] direct, same process, {args.rounds} rounds x {args.steps} steps per block, order rotating")
-    say(f"    {'mode':<9} {'arm':<8} {'ms/step':>8}   speed-up vs fp32 (median [IQR] of per-round ratios)")
+    say(f"    {'mode':<9} {'arm':<14} {'ms/step':>8} {'host':>6}   speed-up vs fp32 (median [IQR] of per-round ratios)"
+        "   [host: ms per step the Python thread spent inside step(), copy included]")
     for mode in modes:
         for arm in names:
             t = times[(mode, arm)]
             ratios = [a / b for a, b in zip(times[(mode, 'fp32')], t)]
             m, lo, hi = med_iqr(ratios)
-            say(f"    {mode:<9} {arm:<8} {1e3 * statistics.median(t):8.2f}   x{m:.2f} [{lo:.2f}-{hi:.2f}]")
+            say(f"    {mode:<9} {arm:<14} {1e3 * statistics.median(t):8.2f} {1e3 * statistics.median(host_s[(mode, arm)]):6.2f}"
+                f"   x{m:.2f} [{lo:.2f}-{hi:.2f}]")
             report["direct"][f"{mode}/{arm}"] = {"ms": [1e3 * v for v in t], "speedup": m, "iqr": [lo, hi]}
+
+    # ---- 5. the optimizer step alone, NHWC parameters: momentum left NCHW vs converted along
+    say("\n[5] opt.step() alone on the NHWC model: host ms to issue it, GPU ms (events); median of 10")
+    for label, match in (("momentum NCHW (left as it was)", False), ("momentum NHWC (converted along)", True)):
+        undo = to_channels_last(model, opt if match else None)
+        try:
+            step(gpu_batches[0])  # NHWC gradients
+            hs, gs = [], []
+            for _ in range(10):
+                sync()
+                ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if dev == "cuda" else None
+                if ev:
+                    ev[0].record()
+                h = time.perf_counter()
+                opt.step()
+                hs.append(time.perf_counter() - h)
+                if ev:
+                    ev[1].record()
+                    ev[1].synchronize()
+                    gs.append(ev[0].elapsed_time(ev[1]) / 1e3)
+            say(f"    {label:<32} host {1e3 * statistics.median(hs):6.2f} ms"
+                + (f", GPU {1e3 * statistics.median(gs):6.2f} ms" if gs else ""))
+            report["direct"][f"opt_step/{'matched' if match else 'stale'}"] = {"host_ms": 1e3 * statistics.median(hs)}
+        finally:
+            undo()
 
     # ---- side by side
     say("\n[4] verdict vs direct (same change, same step)")

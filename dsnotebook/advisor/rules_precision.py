@@ -92,7 +92,7 @@ def mixed_precision(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Sugges
         evidence["channels_last"] = False
         evidence["conv_layers"] = measures.conv_weights(run)
     autocast = lambda: torch.autocast(dev, dtype=dtype)  # noqa: E731
-    variant = (Variant(f"autocast {name} + channels_last", enter=lambda c: to_channels_last(c.model),
+    variant = (Variant(f"autocast {name} + channels_last", enter=lambda c: to_channels_last(c.model, c.optimizer),
                        step_context=autocast) if nhwc else Variant(f"autocast {name}", step_context=autocast))
     return Suggestion(
         rule="mixed_precision", category="speed",
@@ -155,4 +155,5 @@ def channels_last(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Suggesti
         snippet="model = model.to(memory_format=torch.channels_last)\n"
                 f"x = x.to('{hw.device}', memory_format=torch.channels_last)",
         verify_hint="A/B with the model converted vs not (best combined with autocast)",
-        variant=Variant("channels_last", enter=lambda c: to_channels_last(c.model)) if ctx.model is not None else None)
+        variant=(Variant("channels_last", enter=lambda c: to_channels_last(c.model, c.optimizer))
+                 if ctx.model is not None else None))

@@ -190,7 +190,7 @@ class OptimalSettings:
         if self.cudnn_benchmark:
             undos.append(variants.set_cudnn_benchmark(True))
         if model is not None and self.channels_last and has_conv(model):
-            undos.append(variants.to_channels_last(model))
+            undos.append(variants.to_channels_last(model, optimizer))
         if optimizer is not None and self.fused_optimizer:
             undos.append(variants.set_optimizer_impl(optimizer, "fused"))
         if model is not None and self.compile:
