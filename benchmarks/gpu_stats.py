@@ -45,12 +45,10 @@ def _split_sizes(total: int, n: int, seed: int = 0) -> list[int]:
     return sizes.tolist()
 
 
-VARIANTS = {  # diagnostic kernel variants (-D options of grad_stats.cu)
+VARIANTS = {  # diagnostic kernel variants (-D options of grad_stats.cu; benchmarks/kernel_variants.py has more)
     "default": (),
-    "fp64 sums per element": ("-DDSN_SUMS=0",),
-    "hist plain ld/st": ("-DDSN_HIST_MODE=1",),
+    "general path only": ("-DDSN_FAST=0",),
     "no hist": ("-DDSN_HIST_MODE=2",),
-    "no hist, fp32 sums (inexact)": ("-DDSN_HIST_MODE=2", "-DDSN_SUMS=2"),
 }
 
 

@@ -283,9 +283,10 @@ dsn_grad_stats(const i64* __restrict__ meta, const int2* __restrict__ bmap,
   const int t = bm.x;
   const i64* m = meta + (i64)t * M_COLS;
 
+  uint4 zero;
+  zero.x = zero.y = zero.z = zero.w = 0u;
 #pragma unroll
-  for (int i = tid; i < ROWS * HWORDS / 4; i += THREADS)
-    reinterpret_cast<uint4*>(hist)[i] = make_uint4(0u, 0u, 0u, 0u);
+  for (int i = tid; i < ROWS * HWORDS / 4; i += THREADS) reinterpret_cast<uint4*>(hist)[i] = zero;
   __syncthreads();  // rows are shared by two threads: all zero before anyone counts
 
   GradVisit v{0.0, 0.0, 0.0f, 0u, 0u, 0u, (u32)(tid % HWORDS) * 4u, tid < HWORDS ? 1u : 0x10000u};
