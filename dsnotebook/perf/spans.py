@@ -13,9 +13,10 @@ transformers) cost more than the hooks themselves.  Here:
 - :class:`SpanLog` keeps the spans of one sampled step in flat lists (names, starts,
   ends); they become the per-module lists of :class:`~dsnotebook.perf.steps.StepMarks`
   only when the step is finalised;
-- :class:`BackwardSpan` is the one object per module call that its two gradient hooks
-  share (no closures, no handles: the hooks go away with the autograd graph, and do
-  nothing once their step is over).
+- :class:`GradMark` is one gradient hook and one mark per tensor, shared by the module
+  whose backward starts there and those whose backward ends there (no closures, no
+  handles: the hooks go away with the autograd graph, and do nothing once their step is
+  over).
 """
 from __future__ import annotations
 
@@ -41,7 +42,15 @@ class MarkClock:
         self._event_cls = getattr(runtime, "Event", None) if self.mode == "events" else None
         self._free: list[Any] = []
         self._issued: deque[Any] = deque()  # events handed out, in the order they were recorded
+        self._stream: Any = None  # CUDA: the stream marks are recorded on (see refresh_stream)
         self.created = 0  # events ever created (tests, benchmarks)
+
+    def refresh_stream(self) -> None:
+        """Read the current CUDA stream once (at each root forward) instead of at every mark:
+        ``Event.record()`` builds a new ``Stream`` object per call to find it.  Backward
+        marks run on autograd threads, whose nodes run on the stream of their forward op."""
+        if self._event_cls is not None and self.device.type == "cuda":
+            self._stream = torch.cuda.current_stream(self.device)
 
     def mark(self) -> Any:
         if self._event_cls is None:
@@ -51,7 +60,10 @@ class MarkClock:
         else:
             ev = self._event_cls(enable_timing=True)
             self.created += 1
-        ev.record()
+        if self._stream is not None:
+            ev.record(self._stream)
+        else:
+            ev.record()
         self._issued.append(ev)
         return ev
 
@@ -81,10 +93,10 @@ class MarkClock:
 
 
 class SpanLog:
-    """Forward and backward spans of one sampled step, as flat lists."""
+    """Forward spans and backward marks of one sampled step, as flat lists."""
 
-    __slots__ = ("fwd_names", "fwd_a", "fwd_b", "bwd_names", "bwd_a", "bwd_b", "live", "open_names", "open_t",
-                 "open_in")
+    __slots__ = ("fwd_names", "fwd_a", "fwd_b", "bwd_names", "bwd_out", "bwd_in", "grads", "live", "open_names",
+                 "open_t", "open_in")
 
     def __init__(self) -> None:
         self.open_names: list[str] = []  # module calls whose forward is running (innermost last)
@@ -93,47 +105,70 @@ class SpanLog:
         self.fwd_names: list[str] = []
         self.fwd_a: list[Any] = []
         self.fwd_b: list[Any] = []
-        self.bwd_names: list[str] = []
-        self.bwd_a: list[Any] = []
-        self.bwd_b: list[Any] = []
+        self.bwd_names: list[str] = []  # per module call: gradient marks of its output and its input
+        self.bwd_out: list[GradMark] = []
+        self.bwd_in: list[GradMark] = []
+        self.grads: dict[int, GradMark] = {}  # id(tensor) -> its mark (the tensor is held until close)
         self.live = True  # False once the step's forward/backward is over: late hooks do nothing
 
     def close(self) -> None:
-        """The step's forward and backward are over: forget open calls, late hooks do nothing."""
+        """The step's forward and backward are over: forget open calls and tensors, late hooks do nothing."""
         self.live = False
         self.open_names.clear()
         self.open_t.clear()
         self.open_in.clear()
+        for g in self.grads.values():
+            g.tensor = None
+        self.grads.clear()
+
+    def grad_mark(self, t: torch.Tensor, clock: MarkClock) -> tuple[GradMark, Any]:
+        """The mark of ``t``'s gradient, and the new hook's handle (None if ``t`` already had one)."""
+        g = self.grads.get(id(t))
+        if g is not None:
+            return g, None
+        g = self.grads[id(t)] = GradMark(self, clock, t)
+        return g, t.register_hook(g)
 
     def into(self, fwd: dict[str, list[tuple[Any, Any]]], bwd: dict[str, list[tuple[Any, Any]]]) -> None:
         """Append the spans to ``StepMarks.fwd``/``.bwd`` (per-module lists, first-seen order)."""
-        for names, a, b, table in ((self.fwd_names, self.fwd_a, self.fwd_b, fwd),
-                                   (self.bwd_names, self.bwd_a, self.bwd_b, bwd)):
-            for name, x, y in zip(names, a, b):
-                table[name].append((x, y))
-            names.clear(), a.clear(), b.clear()
+        for name, x, y in zip(self.fwd_names, self.fwd_a, self.fwd_b):
+            fwd[name].append((x, y))
+        for name, out, inp in zip(self.bwd_names, self.bwd_out, self.bwd_in):
+            for k in range(min(out.count, inp.count)):  # one span per backward pass through the call
+                bwd[name].append((out.at(k), inp.at(k)))
+        for lst in (self.fwd_names, self.fwd_a, self.fwd_b, self.bwd_names, self.bwd_out, self.bwd_in):
+            lst.clear()
 
 
-class BackwardSpan:
-    """One module call's backward: ``start`` is a gradient hook on its first output, ``finish``
-    one on its first input (or, for a first layer, its first parameter)."""
+class GradMark:
+    """When the gradient of one tensor was complete: the start of the backward of the module
+    that produced it and the end of the backward of the modules that consumed it.  One
+    gradient hook and one mark per tensor, shared by every module span that ends or starts
+    there (about half the hooks and marks of one hook at each end of every module call)."""
 
-    __slots__ = ("log", "clock", "name", "t0")
+    __slots__ = ("log", "clock", "tensor", "first", "more")
 
-    def __init__(self, log: SpanLog, clock: MarkClock, name: str) -> None:
-        self.log, self.clock, self.name, self.t0 = log, clock, name, None
+    def __init__(self, log: SpanLog, clock: MarkClock, tensor: torch.Tensor) -> None:
+        self.log, self.clock, self.tensor = log, clock, tensor  # held: its id stays unique during the step
+        self.first: Any = None
+        self.more: list[Any] | None = None  # further backward passes through the same graph
 
-    def start(self, *_: Any) -> None:
-        if self.t0 is None and self.log.live:
-            self.t0 = self.clock.mark()
+    def __call__(self, *_: Any) -> None:  # autograd thread
+        if not self.log.live:
+            return
+        if self.first is None:
+            self.first = self.clock.mark()
+        else:
+            if self.more is None:
+                self.more = []
+            self.more.append(self.clock.mark())
 
-    def finish(self, *_: Any) -> None:
-        if self.t0 is not None and self.log.live:
-            log = self.log
-            log.bwd_names.append(self.name)  # autograd thread: list.append is atomic
-            log.bwd_a.append(self.t0)
-            log.bwd_b.append(self.clock.mark())
-            self.t0 = None
+    @property
+    def count(self) -> int:
+        return 0 if self.first is None else 1 + len(self.more or ())
+
+    def at(self, k: int) -> Any:
+        return self.first if k == 0 else self.more[k - 1]  # type: ignore[index]
 
 
 def first_grad_tensor(obj: Any) -> torch.Tensor | None:

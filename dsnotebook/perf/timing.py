@@ -44,7 +44,7 @@ from dsnotebook.core.hooks import HookSet, flatten_tensors, hook_modules, in_rec
 from dsnotebook.core.modules import eager_module, is_compiled
 from dsnotebook.perf.context import first_optimizer_pre_hook, running_settings
 from dsnotebook.perf.memory import SavedTensorMeter, device_rows, static_rows
-from dsnotebook.perf.spans import MAX_UNRESOLVED, BackwardSpan, MarkClock, SpanLog, first_grad_tensor, last_mark
+from dsnotebook.perf.spans import MAX_UNRESOLVED, MarkClock, SpanLog, first_grad_tensor, last_mark
 from dsnotebook.perf.steps import OptimizerCall, StepMarks, phase_rows
 from dsnotebook.core.probe import Probe, ProbeContext, StepBatch
 
@@ -255,6 +255,7 @@ class TimingProbe(Probe):
             if "settings" not in self.run.meta:  # once per run
                 entered = entered if entered is not None else self._clock.mark()
                 self._note_settings(module)
+        self._clock.refresh_stream()
         start = self._clock.mark()
         if entered is not None:
             cur.own.append((entered, start, first))
@@ -343,24 +344,26 @@ class TimingProbe(Probe):
             self._warn(exc)
 
     def _track_backward(self, name: str, module: nn.Module, ins: torch.Tensor | None, output: Any) -> None:
-        # One plain tensor hook at each end (register_multi_grad_hook costs ~35 us per call): the
-        # first output's gradient starts the module's backward, the first input's (or, for a first
-        # layer, the first parameter's) gradient ends it -- the same autograd node computes them all.
-        # Hooks on graph tensors die with the graph (and do nothing after the step): only those on
-        # leaves (parameters, inputs that require grad) are kept to be removed.
+        # A module's backward starts when its first output's gradient is complete and ends when its
+        # first input's (or, for a first layer, its first parameter's) is -- the same autograd node
+        # computes them all.  One hook per tensor (GradMark), shared with the neighbouring modules;
+        # hooks on graph tensors die with the graph, those on leaves are kept to be removed.
         out = first_grad_tensor(output)
         if out is None:
             return
         end = ins if ins is not None else next((p for p in module.parameters() if p.requires_grad), None)
         if end is None:
             return
-        span = BackwardSpan(self._log, self._clock, name)
-        handle = out.register_hook(span.start)
-        if out.grad_fn is None:
+        log, clock = self._log, self._clock
+        g_out, handle = log.grad_mark(out, clock)
+        if handle is not None and out.grad_fn is None:
             self._hooks.add(handle)
-        handle = end.register_hook(span.finish)
-        if end.grad_fn is None:
+        g_in, handle = log.grad_mark(end, clock)
+        if handle is not None and end.grad_fn is None:
             self._hooks.add(handle)
+        log.bwd_names.append(name)
+        log.bwd_out.append(g_out)
+        log.bwd_in.append(g_in)
 
     # -- results ------------------------------------------------------------------------
     def _resolve(self, force: bool) -> None:

@@ -4,7 +4,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dsnotebook import ModelTracer
-from dsnotebook.perf.spans import MAX_UNRESOLVED, BackwardSpan, MarkClock, SpanLog, first_grad_tensor
+from collections import defaultdict
+
+from dsnotebook.perf.spans import MAX_UNRESOLVED, MarkClock, SpanLog, first_grad_tensor
 from dsnotebook.perf.timing import TimingProbe
 
 
@@ -56,16 +58,35 @@ def test_done_never_waits():
     FakeEvent.reached = 10**9
 
 
-def test_backward_span_does_nothing_after_its_step():
+def test_one_gradient_mark_per_tensor_shared_by_neighbouring_modules():
+    """a -> A -> b -> B -> c: B's backward runs from c's gradient to b's, A's from b's to a's."""
     log, clock = SpanLog(), MarkClock("cpu")
-    span = BackwardSpan(log, clock, "fc")
-    span.start(None)
-    span.finish(None)
-    assert log.bwd_names == ["fc"]
+    a = torch.ones(2, requires_grad=True)
+    b = a * 2
+    c = b * 3
+    g_c, h_c = log.grad_mark(c, clock)
+    g_b, h_b = log.grad_mark(b, clock)
+    g_b2, h_b2 = log.grad_mark(b, clock)
+    g_a, h_a = log.grad_mark(a, clock)
+    assert g_b2 is g_b and h_b2 is None and None not in (h_a, h_b, h_c)
+    log.bwd_names += ["B", "A"]
+    log.bwd_out += [g_c, g_b]
+    log.bwd_in += [g_b, g_a]
+    c.sum().backward(retain_graph=True)
+    c.sum().backward()  # a second backward pass through the same graph: a second span each
+    fwd, bwd = defaultdict(list), defaultdict(list)
+    log.into(fwd, bwd)
+    assert [len(bwd["B"]), len(bwd["A"])] == [2, 2]
+    for name in "AB":
+        assert all(x <= y for x, y in bwd[name])
+    assert bwd["B"][0][1] == bwd["A"][0][0]  # the shared moment: b's gradient
+    h_a.remove()
     log.close()
-    span.start(None)
-    span.finish(None)
-    assert log.bwd_names == ["fc"]
+    c2 = a * 4
+    g, _ = log.grad_mark(c2, clock)
+    log.close()
+    c2.sum().backward()  # after its step: the hook does nothing
+    assert g.count == 0 and g.tensor is None
 
 
 def test_first_grad_tensor():
