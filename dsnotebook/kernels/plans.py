@@ -67,19 +67,19 @@ def layout_key(tensors: Sequence[torch.Tensor], ptrs: tuple[int, ...]) -> tuple[
             tuple(map(_dtype, tensors)), alignment(ptrs))
 
 
-def light_signature(tensors: Sequence[torch.Tensor], ptrs: tuple[int, ...]) -> tuple[Any, ...]:
-    """What the kernels depend on, read with as few per-tensor calls as possible (path 2).
+def light_signature(tensors: Sequence[torch.Tensor]) -> tuple[Any, ...]:
+    """What the kernels depend on besides alignment, in as few per-tensor calls as possible (path 2).
 
-    Two sets of tensors with equal signatures are read identically by the kernels, so
-    they can share a plan.  Sizes and strides are read only for non-contiguous tensors.
+    Two sets of tensors with equal signatures and alignment are read identically by the
+    kernels, so they can share a plan.  Sizes and strides are read only for
+    non-contiguous tensors.
     """
     contig = tuple(map(_is_contiguous, tensors))
     if all(contig):
         extra: Any = ()
     else:
         extra = tuple((i, tuple(tensors[i].shape), tensors[i].stride()) for i, c in enumerate(contig) if not c)
-    return (tensors[0].device, tuple(map(_dtype, tensors)), tuple(map(_numel, tensors)), contig, extra,
-            alignment(ptrs))
+    return (tensors[0].device, tuple(map(_dtype, tensors)), tuple(map(_numel, tensors)), contig, extra)
 
 
 class PlanCache(Generic[P]):
@@ -96,8 +96,9 @@ class PlanCache(Generic[P]):
         self._alive = [False]
         self._prev_ids: tuple[int, ...] | None = None
         self._repeats = 0
-        self._last_sig: tuple | None = None  # path 2: light signature and plan of the last call
+        self._last_sig: tuple | None = None  # path 2: light signature, alignment and plan of the last call
         self._last_plan: P | None = None
+        self._aligns: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # pointer sets seen -> alignment()
         self.builds = 0  # for tests and benchmarks: how often a layout plan was built
         self.hits = [0, 0, 0]  # calls served by path 1, 2, 3
         self.last_ids: tuple[int, ...] = ()   # ids and data pointers seen by the last get()
@@ -111,7 +112,7 @@ class PlanCache(Generic[P]):
         if ids == self._fast_ids and self._alive[0] and ptrs == self._fast_ptrs:
             self.hits[0] += 1
             return self._fast  # type: ignore[return-value]
-        sig = light_signature(tensors, ptrs)
+        sig = (light_signature(tensors), self._alignment(ptrs))
         if sig == self._last_sig:
             plan: P = self._last_plan  # type: ignore[assignment]
             self.hits[1] += 1
@@ -127,6 +128,15 @@ class PlanCache(Generic[P]):
         if self._repeats >= 2:
             self._arm(tensors, ids, ptrs, found)
         self._prev_ids = ids
+        return found
+
+    def _alignment(self, ptrs: tuple[int, ...]) -> Any:
+        """alignment(ptrs), remembered for the last pointer sets (they repeat from step to step)."""
+        found = self._aligns.get(ptrs)
+        if found is None:
+            found = self._aligns[ptrs] = alignment(ptrs)
+            while len(self._aligns) > 16:
+                self._aligns.popitem(last=False)
         return found
 
     def _lookup(self, tensors: Sequence[torch.Tensor], ptrs: tuple[int, ...]) -> P:
@@ -159,3 +169,4 @@ class PlanCache(Generic[P]):
         self._alive[0] = False
         self._fast = None
         self._last_sig = self._last_plan = None
+        self._aligns.clear()
