@@ -19,6 +19,12 @@ Decisions (details in the files named):
 * Update statistics cost 4 x element size bytes per parameter (16 B fp32, 8 B bf16):
   one fused snapshot copy (read + write) before the step, one fused read of snapshot +
   new weights after it; exact "changed" counts for any optimizer -- see ``update_stats.cu``.
+  ``update_stats(..., carry=True)`` also writes the new weights over the snapshot (3 x
+  element size), which UpdateStatsProbe(carry=True) reuses as the next "before".
+* bf16 gradients are instruction-bound: the usual 16-byte vector takes a fast path where a
+  value's histogram row is its exponent byte (one byte permute, one shared atomic per value,
+  16-bit per-thread counters) -- see ``grad_stats.cu``; results are bit-identical to the
+  previous kernel (``tests/kernels/legacy_grad_stats.cu``).
 * Determinism: fp64 partial sums per block reduced in block order by the tensor's last
   block; counts via 64-bit integer atomics (exact, order-free); no float atomics --
   see ``grad_stats.cu``.  Results are bitwise identical run to run.
