@@ -15,6 +15,9 @@ D. Update statistics on GPT-2 124M fp32 weights: GPU time of snapshot + compare 
    parameter), the carry comparison (12 B), gradient statistics, copy/read peaks, and what each
    mode costs per step against 1% of a 41.3 ms GPT-2 bf16 step; a snapshot on a side stream
    while a GEMM workload runs (could it hide behind the backward pass?).
+E. (--only E) GPT-2 124M bf16 autocast 8x512 AdamW end to end: plain against ModelTracer with
+   gradient statistics only, + exact update statistics, + carry updates, + updates every 4th
+   step; interleaved rounds, median of the per-round ratios (noisy on a host-bound step).
 """
 from __future__ import annotations
 
@@ -282,6 +285,53 @@ def section_d(rounds: int) -> None:
     torch.cuda.empty_cache()
 
 
+# ------------------------------------------------------------------------------------ E
+def section_e(rounds: int, steps: int) -> None:
+    from _gpu_e2e import _block, _gpt2_step
+
+    from dsnotebook import ModelTracer
+    from dsnotebook.params.schedule import Schedule
+    from dsnotebook.params.updates import UpdateStatsProbe
+
+    model, opt, _ = _gpt2_step()
+    ids = torch.randint(0, 50257, (8, 512), device="cuda")
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+
+    def tracer(**upd):
+        probes = [] if upd.get("off") else [UpdateStatsProbe(Schedule(1), **upd)]
+        return ModelTracer(model, opt, backend="cupy", track_updates=False, probes=probes, capture_graph=False)
+
+    arms = {"grads only": tracer(off=True), "grads + updates (exact)": tracer(), "grads + updates carry": tracer(carry=True),
+            "grads + updates every 4th": tracer(stride=4)}
+    _block(step, 5)
+    for tr in arms.values():
+        with tr:
+            _block(step, 5)  # plans, kernels
+    ratios: dict[str, list[float]] = {k: [] for k in arms}
+    plain = []
+    for r in range(rounds):
+        order = list(arms) if r % 2 == 0 else list(reversed(arms))
+        base = _block(step, steps)
+        plain.append(base)
+        for k in order:
+            with arms[k]:
+                t = _block(step, steps)
+            ratios[k].append(t / base)
+        plain.append(_block(step, steps))
+    say(f"\n[E] GPT-2 124M bf16 8x512 AdamW, {rounds} rounds of {steps} steps: plain {statistics.median(plain):.2f} ms "
+        f"(IQR of plain blocks {statistics.quantiles(plain, n=4)[0]:.2f}..{statistics.quantiles(plain, n=4)[2]:.2f})")
+    for k, v in ratios.items():
+        q = statistics.quantiles(v, n=4)
+        say(f"  {k:28} {100 * (statistics.median(v) - 1):+6.2f}%  [IQR {100 * (q[0] - 1):+.2f}, {100 * (q[2] - 1):+.2f}]"
+            + "".join(f"  snapshots reused {p.reused}" for p in arms[k].probes if isinstance(p, UpdateStatsProbe) and p.carry))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
@@ -296,7 +346,8 @@ def main() -> None:
     say(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  cupy {cupy.__version__}  CUDA {torch.version.cuda}")
     only = set(args.only.split(","))
     for key, fn in (("A", section_a), ("B", lambda: section_b(10**7 if args.quick else 10**9, 5 if args.quick else 15)),
-                    ("C", lambda: section_c(50 if args.quick else 300)), ("D", lambda: section_d(5 if args.quick else 15))):
+                    ("C", lambda: section_c(50 if args.quick else 300)), ("D", lambda: section_d(5 if args.quick else 15)),
+                    ("E", lambda: section_e(3 if args.quick else 12, 10))):
         if key in only:
             try:
                 fn()
