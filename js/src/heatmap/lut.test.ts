@@ -66,7 +66,7 @@ test("ColorMap equals the exact scale: log, linear, negative, flat, no range", (
   for (const v of [1, 0, NaN, Infinity]) assert.equal(none.colorOfBits(new Int32Array(new Float32Array([v]).buffer)[0]) >>> 0, nanPx);
 });
 
-test("a LUT of another length still colours exactly (slow path)", () => {
+test("a LUT of another length: entries past its end take the NaN colour, as in the exact scale", () => {
   const short = packLut(new Uint8Array([0, 0, 0, 255, 255, 255]));
   const cm = new ColorMap(1, 10, false, short, nanPx);
   const exact = scale(1, 10, false);

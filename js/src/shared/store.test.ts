@@ -81,3 +81,44 @@ test("subscribers hear changed() until they unsubscribe", () => {
   assert.equal(n, 1);
   assert.equal(s.version, 2);
 });
+
+test("ranges and flags kept through many drops equal a full recomputation", () => {
+  let seed = 5;
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) | 0) >>> 0) / 4294967296;
+  const s = new SeriesStore();
+  s.reset(2, 4);
+  let step = 0;
+  for (let it = 0; it < 200; it++) {
+    if (rand() < 0.6 || s.nCols < 5) {
+      const k = 1 + Math.floor(rand() * 4);
+      const steps = Array.from({ length: k }, () => ++step);
+      const b = new Float32Array(2 * k * 4);
+      for (let i = 0; i < k * 4; i++) {
+        const u = rand();
+        b[i] = u < 0.1 ? NaN : u < 0.15 ? Infinity : u < 0.2 ? -3 * rand() : 10 ** (6 * rand() - 3);
+        b[k * 4 + i] = rand() < 0.05 ? 1 : 0;
+      }
+      s.appendBlock(steps, b);
+    } else {
+      const at = Math.floor(rand() * s.nCols);
+      s.drop(s.steps.slice(at, at + 1 + Math.floor(rand() * 3)));
+    }
+    for (const log of [true, false]) {
+      assert.deepEqual(s.range(0, log), valueRange(s.data[0], s.nCols * s.nRows, log), `iteration ${it}, log=${log}`);
+    }
+    const flags = Array.from({ length: s.nCols }, (_, c) => (s.data[1].subarray(c * 4, c * 4 + 4).some((v) => v > 0) ? 1 : 0));
+    assert.deepEqual(Array.from(s.marked(1)), flags, `flags at iteration ${it}`);
+  }
+});
+
+test("revision counts every change of the columns, epoch every reset", () => {
+  const s = new SeriesStore();
+  s.reset(2, 3);
+  const [r0, e0] = [s.revision, s.epoch];
+  s.appendBlock([0, 1], block(0, 2));
+  s.drop([0]);
+  assert.equal(s.revision, r0 + 2);
+  assert.equal(s.epoch, e0);
+  s.reset(2, 3);
+  assert.equal(s.epoch, e0 + 1);
+});
