@@ -95,6 +95,7 @@ class _Row:
 
 
 _IDLE, _ARMED, _RECORDING, _DONE = "idle", "armed", "recording", "done"
+_NO_UNITS = np.zeros(0, np.int32)
 
 
 class ActivationSampler:
@@ -261,17 +262,16 @@ class ActivationSampler:
 
             n = len(meta)
             raw_h = host[:5 * n].reshape(n, 5)
-            vals = derive_grad_fields(raw_h, np.array([m[3] for m in meta], dtype=np.float64))
+            vals = derive_grad_fields(raw_h, np.array([m[3] for m in meta], dtype=np.float64))[:, 1:6].tolist()
             out, off = [], 5 * n
-            for k, (name, call, type_, numel, units) in enumerate(meta):
-                dead = np.zeros(0, np.int32)
+            for (name, call, type_, numel, units), (mean, std, absmax, nonfinite, zero_frac) in zip(meta, vals):
+                dead = _NO_UNITS
                 if units is not None:
-                    alive = host[off:off + units]
+                    dead = np.flatnonzero(host[off:off + units] == 0).astype(np.int32)
                     off += units
-                    dead = np.flatnonzero(alive == 0).astype(np.int32)
-                out.append({"module": name, "call": call, "type": type_, "mean": vals[k, 1], "std": vals[k, 2],
-                            "absmax": vals[k, 3], "zero_frac": vals[k, 5], "nonfinite": vals[k, 4],
-                            "dead_units": len(dead), "units": units if units is not None else 0, "dead": dead})
+                out.append({"module": name, "call": call, "type": type_, "mean": mean, "std": std, "absmax": absmax,
+                            "zero_frac": zero_frac, "nonfinite": nonfinite, "dead_units": len(dead),
+                            "units": units if units is not None else 0, "dead": dead})
             for name, call, type_, j in alias_meta:
                 out.append({**out[j], "module": name, "call": call, "type": type_})
             return out

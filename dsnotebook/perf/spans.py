@@ -122,11 +122,19 @@ class SpanLog:
         self.grads.clear()
 
     def grad_mark(self, t: torch.Tensor, clock: MarkClock) -> tuple[GradMark, Any]:
-        """The mark of ``t``'s gradient, and the new hook's handle (None if ``t`` already had one)."""
+        """The mark of ``t``'s gradient, and the handle of a hook to remove later (only for a leaf).
+
+        A graph tensor's gradient is complete when the node that made it is about to run: a
+        pre-hook on that node (C++ side; no hook dictionary on the tensor), which goes away
+        with the graph.  A leaf (parameter, input) gets a tensor hook, whose handle is returned."""
         g = self.grads.get(id(t))
         if g is not None:
             return g, None
         g = self.grads[id(t)] = GradMark(self, clock, t)
+        node = t.grad_fn
+        if node is not None:
+            node.register_prehook(g)
+            return g, None
         return g, t.register_hook(g)
 
     def into(self, fwd: dict[str, list[tuple[Any, Any]]], bwd: dict[str, list[tuple[Any, Any]]]) -> None:

@@ -346,8 +346,7 @@ class TimingProbe(Probe):
     def _track_backward(self, name: str, module: nn.Module, ins: torch.Tensor | None, output: Any) -> None:
         # A module's backward starts when its first output's gradient is complete and ends when its
         # first input's (or, for a first layer, its first parameter's) is -- the same autograd node
-        # computes them all.  One hook per tensor (GradMark), shared with the neighbouring modules;
-        # hooks on graph tensors die with the graph, those on leaves are kept to be removed.
+        # computes them all.  One hook per tensor (GradMark), shared with the neighbouring modules.
         out = first_grad_tensor(output)
         if out is None:
             return
@@ -356,10 +355,10 @@ class TimingProbe(Probe):
             return
         log, clock = self._log, self._clock
         g_out, handle = log.grad_mark(out, clock)
-        if handle is not None and out.grad_fn is None:
+        if handle is not None:
             self._hooks.add(handle)
         g_in, handle = log.grad_mark(end, clock)
-        if handle is not None and end.grad_fn is None:
+        if handle is not None:
             self._hooks.add(handle)
         log.bwd_names.append(name)
         log.bwd_out.append(g_out)
