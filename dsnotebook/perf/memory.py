@@ -114,6 +114,35 @@ def static_rows(step: int, model: nn.Module, optimizers: Iterable[torch.optim.Op
             {"step": step, "module": "(model)", "kind": "optimizer_state", "bytes": optimizer_state_bytes(optimizers)}]
 
 
+class StaticBytes:
+    """:func:`static_rows` for every sampled step, with its sums kept while nothing they depend on
+    visibly changed.
+
+    Summing parameter, gradient and optimizer-state bytes walks every one of those tensors
+    (about 0.7 ms per sampled step for a 150-tensor model with Adam on a CPU core).  The sums
+    are recomputed when the number of parameters, of gradients present or of optimizer-state
+    entries changes, and every ``refresh``-th call in any case (a change of dtype in place,
+    e.g. ``model.half()``, shows up by then)."""
+
+    def __init__(self, refresh: int = 16) -> None:
+        self.refresh = refresh
+        self._sig: tuple[int, ...] | None = None
+        self._sums: tuple[int, int, int] = (0, 0, 0)
+        self._calls = 0
+
+    def rows(self, step: int, model: nn.Module, optimizers: Iterable[torch.optim.Optimizer]) -> list[dict[str, Any]]:
+        params = list(model.parameters())
+        opts = list(optimizers)
+        sig = (len(params), sum(p.grad is not None for p in params), len(opts),
+               sum(len(st) for o in opts for st in o.state.values()))
+        if sig != self._sig or self._calls % self.refresh == 0:
+            self._sig = sig
+            self._sums = (tensor_bytes(params), tensor_bytes(p.grad for p in params), optimizer_state_bytes(opts))
+        self._calls += 1
+        return [{"step": step, "module": "(model)", "kind": kind, "bytes": b}
+                for kind, b in zip(("params", "grads", "optimizer_state"), self._sums)]
+
+
 def rss_bytes() -> tuple[int, int]:
     """(current resident set size, peak resident set size) of this process in bytes."""
     cur = 0

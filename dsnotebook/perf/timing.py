@@ -43,7 +43,7 @@ from dsnotebook.perf import comm as profile_comm
 from dsnotebook.core.hooks import HookSet, flatten_tensors, hook_modules, in_recompute
 from dsnotebook.core.modules import eager_module, is_compiled
 from dsnotebook.perf.context import first_optimizer_pre_hook, running_settings
-from dsnotebook.perf.memory import SavedTensorMeter, device_rows, static_rows
+from dsnotebook.perf.memory import SavedTensorMeter, StaticBytes, device_rows
 from dsnotebook.perf.spans import MAX_UNRESOLVED, MarkClock, SpanLog, first_grad_tensor, last_mark
 from dsnotebook.perf.steps import OptimizerCall, StepMarks, phase_rows
 from dsnotebook.core.probe import Probe, ProbeContext, StepBatch
@@ -67,6 +67,7 @@ class TimingProbe(Probe):
         self._unresolved: list[tuple[StepMarks, SpanLog]] = []  # device events maybe still in flight
         self._device_rows: dict[int, list[dict[str, Any]]] = {}  # step -> memory read when it ended
         self._meter: SavedTensorMeter | None = None
+        self._static = StaticBytes()
         self._noted = False  # the compiled-model warning, once across re-attaches
         self._opt_hooks = HookSet()  # the optimizer-entry hook (not a module hook)
         self._entry: Any = None  # mark taken when an optimizer's step() was entered
@@ -199,7 +200,7 @@ class TimingProbe(Probe):
         model = self._model_ref()
         if model is not None:
             opts = {id(o): o for o in [*self._optimizers(), *self._seen_optimizers]}
-            cur.grad_rows = static_rows(step, model, opts.values())
+            cur.grad_rows = self._static.rows(step, model, opts.values())
         self._pending, self._pending_log = cur, self._log
         self._log = SpanLog()
 
@@ -387,14 +388,12 @@ class TimingProbe(Probe):
                 self._clock.sync()
                 rows = phase_rows(st, self._clock.seconds)
             self.run.add_records("timings", rows)
-            mem = list(st.grad_rows)
-            mem += [{"step": st.step, "module": m, "kind": "activations", "bytes": int(b)}
-                    for m, b in st.act.items()]
             dev = self._device_rows.pop(st.step, None)
-            mem += dev if dev is not None else device_rows(st.step, self._device)
-            self.run.add_records("memory", mem)
+            self.run.add_records("memory", [*st.grad_rows, *({"step": st.step, "module": m, "kind": "activations",
+                                                              "bytes": int(b)} for m, b in st.act.items()),
+                                            *(dev if dev is not None else device_rows(st.step, self._device))])
             self._clock.release_before(st.end)
         except Exception as exc:
             self._warn(exc)
         for k in [k for k in self._device_rows if k < st.step]:
-            del self._device_rows[k]
+            self._device_rows.pop(k)
