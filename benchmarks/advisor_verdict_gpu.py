@@ -84,6 +84,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="steps per direct block")
     ap.add_argument("--verify-steps", type=int, default=20)
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--modes", default="resident,host,loader", help="direct data modes, comma-separated")
+    ap.add_argument("--arms", default="", help="direct arms, comma-separated (default: all)")
+    ap.add_argument("--skip-tf32", action="store_true", help="do not verify the TF32 suggestion")
     ap.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True first")
     ap.add_argument("--smoke", action="store_true", help="a tiny conv net on the CPU: checks the script runs")
     args = ap.parse_args()
@@ -165,7 +168,7 @@ def main() -> None:
     report: dict = {"hardware": hw.to_dict(), "advisor": {}, "direct": {}}
     amp = lambda: torch.autocast(dev, dtype=torch.bfloat16)  # noqa: E731
     todo = [(s.id, s.variant, "auto", s.target) for s in suggestions
-            if s.rule in ("mixed_precision", "channels_last", "tf32") and s.can_verify]
+            if s.rule in ("mixed_precision", "channels_last") + (() if args.skip_tf32 else ("tf32",)) and s.can_verify]
     mp = next((s.variant for s in suggestions if s.rule == "mixed_precision" and s.can_verify), None)
     if mp is not None:  # the advisor before the fix: the step timed with the loading of its batch
         todo.append(("mp_loop_timed", mp, "loop", "speed"))
@@ -209,6 +212,8 @@ def main() -> None:
             "bf16+CL": (True, True, True, False), "bf16+CL/fwd": (False, True, True, True),
             "bf16+CL/stale": (True, True, False, False), "bf16/fwd": (False, False, False, True),
             "fp32+CL": (False, True, True, False)}
+    if args.arms:
+        arms = {k: v for k, v in arms.items() if k in args.arms.split(",") or k == "fp32"}
     it = forever(loader)
     host_batches = [next(it) for _ in range(args.steps)]
     gpu_batches = [(x.to(dev), y.to(dev)) for x, y in host_batches]
@@ -240,7 +245,7 @@ def main() -> None:
             if undo is not None:
                 undo()
 
-    modes = ("resident", "host", "loader")
+    modes = tuple(m for m in args.modes.split(",") if m in ("resident", "host", "loader"))
     for mode in modes:
         for arm in arms:
             block(arm, mode, 2)  # warm-up
@@ -299,9 +304,8 @@ def main() -> None:
         if loop:
             line += f", loop with loading x{loop['speedup']:.2f}"
         if direct:
-            line += (f" | direct host x{report['direct'][f'host/{direct}']['speedup']:.2f}, "
-                     f"loader x{report['direct'][f'loader/{direct}']['speedup']:.2f}, "
-                     f"resident x{report['direct'][f'resident/{direct}']['speedup']:.2f}")
+            line += " | direct " + ", ".join(f"{m} x{report['direct'][f'{m}/{direct}']['speedup']:.2f}" for m in modes
+                                             if f"{m}/{direct}" in report["direct"])
         say(line)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
