@@ -130,3 +130,18 @@ window.dsnState = () => {
   const v = window.dsn.v;
   return { name: v.name, root: { ...v.root.dataset }, canvas: { ...v.root.querySelector(".dsn-heatmap-canvas").dataset } };
 };
+
+/** A hash of the cells' pixels (the builds compared must draw the same cells). */
+window.dsnCellsHash = () => {
+  const c = window.dsn.v.root.querySelector(".dsn-heatmap-canvas");
+  const d = c.dataset;
+  const dpr = Number(d.dpr) || 1;
+  const x = Math.round(Number(d.x0) * dpr);
+  const y = Math.round(Number(d.y0) * dpr);
+  const w = Math.round(Number(d.bins) * Number(d.cellW) * dpr);
+  const h = Math.round(Number(window.dsn.v.root.dataset.rows) * Number(d.cellH) * dpr);
+  const px = new Int32Array(c.getContext("2d").getImageData(x, y, w, h).data.buffer);
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < px.length; i++) hash = Math.imul(hash ^ px[i], 16777619);
+  return `${w}x${h}:${(hash >>> 0).toString(16)}`;
+};

@@ -260,6 +260,7 @@ def run_case(browser: Any, folder: pathlib.Path, bundles: list[dict[str, str]], 
         for i in range(args.stat_switch):
             do(i, "switch statistic", {"kind": "stat", "key": keys[(i + 1) % len(keys)]})
         state = [page.evaluate("() => window.dsnState()") for _, _, page in pages]
+        hashes = [page.evaluate("() => window.dsnCellsHash()") for _, _, page in pages]
         for name, ctx, page in pages:
             if args.screenshot:
                 page.screenshot(path=f"{args.screenshot}.keep{keep}.{name.split()[0]}.png", full_page=True)
@@ -271,6 +272,9 @@ def run_case(browser: Any, folder: pathlib.Path, bundles: list[dict[str, str]], 
         print(f"  {st['name']}: {st['root'].get('columns')} columns drawn as {c.get('bins')} bins of {c.get('agg')} "
               f"({c.get('cellW')}x{c.get('cellH')} px cells), last phases: {st['root'].get('drawPhases', '')}"
               + (f"; bins coloured {c['colored']}, moved {c['moved']} in {c['paints']} paints" if "paints" in c else ""))
+    if len(hashes) == 2:
+        print(f"  cells drawn by both builds at the end: {'identical' if hashes[0] == hashes[1] else 'DIFFERENT'} "
+              f"({hashes[0]} vs {hashes[1]})")
     names = [b["name"] for b in bundles]
     print("  work = apply + frame (median / p90 ms); parts (medians): draw = the view's draw, render = the rest of"
           " the frame (style, layout, paint), apply = before the frame (messages applied, mouse handler)")
