@@ -2,7 +2,8 @@
 
 Why a standalone page and not JupyterLab: the timings need the trigger instant (messages applied,
 mouse released) and the frame that shows the result, measured inside the page, for hundreds of
-redraws of two builds side by side. The page mounts the esbuild bundle under a fake anywidget
+redraws of two builds, each in a page of its own (one renderer each: they never share a layout or
+a frame), driven alternately redraw by redraw. A page mounts one esbuild bundle under a fake anywidget
 model with the same contract as JupyterLab's (traits, ``change:`` events, ``msg:custom`` with
 DataView buffers), and replays messages made by the real kernel side:
 
@@ -13,7 +14,8 @@ DataView buffers), and replays messages made by the real kernel side:
   columns thinned away (a ``drop``) and the new complete steps (an ``append``), as built by the real
   ``SeriesChannel``, ``--steps-per-push`` recorded steps per push.
 
-Scenarios (each a median and p90 over many redraws, the builds interleaved redraw by redraw):
+Scenarios (each a median and p90 over many redraws, the builds interleaved redraw by redraw, in
+alternating order); at the end both builds must have drawn identical cells (a hash of the pixels):
 live update, zoom in (drag over a random span), live update while zoomed, zoom out (double-click),
 switch statistic. ``work`` = main-thread time of the redraw: the synchronous part of the trigger
 plus the frame (the view's draw and the browser's style/layout/paint), excluding the wait for the
