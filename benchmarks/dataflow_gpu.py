@@ -17,20 +17,22 @@ Each round times one block of ``--steps`` steps per arm and one plain block (no 
 in an order that alternates between rounds; per round the ratio arm/plain and arm/base
 are taken; medians and interquartile ranges are printed ("vs base" is the feature's own
 cost).  Blocks are whole multiples of 10 steps, so every block holds the same number of
-sampled steps.
+sampled steps.  The garbage collector's time and passes per arm come from gc.callbacks.
 
-Then, per arm, one instrumented pass (not timed end to end): host time inside
-dsnotebook's code per step, split into probe calls at the step boundaries (incl. the
-host copies' callbacks), module forward hooks, backward (tensor) hooks and
-saved-tensor pack hooks, as us per sampled step and amortised per step; host issue time
-of each step (perf_counter around step() without synchronising; on a launch-bound step
-this is what the GPU waits for) for sampled and other steps against plain steps; and the
-garbage collector's time and passes (gc.callbacks).
+Then the host cost, on a launch-bound variant of the same model (batch 2, or 1x64 tokens:
+the same modules and hooks, but the GPU never holds the host back, so a synchronised
+step's wall time is host time): per arm, steps interleaved with plain steps; the extra
+of sampled steps and of the others over the plain median, amortised per step at every
+10 (sampled/10 + other x 0.9); and dsnotebook's own host time by kind (probe calls at
+the step boundaries incl. the host copies' callbacks, module forward hooks, backward
+hooks, saved-tensor pack hooks) from one instrumented pass.  The torch side of a hook
+(the module call's slow path when any hook exists) shows only in the wall-time extra.
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import gc
 import statistics
 import sys
@@ -45,12 +47,12 @@ ARMS = {"base": {}, "act10": dict(activations_every=10), "nonfinite": dict(nonfi
         "prof10": dict(profile_every=10)}
 
 
-def _resnet(bf16: bool, dev: str) -> tuple[Any, Any, Callable[[], None]]:
+def _resnet(bf16: bool, dev: str, batch: int = 64) -> tuple[Any, Any, Callable[[], None]]:
     import torchvision
 
     model = torchvision.models.resnet50().to(dev)
-    x = torch.randn(64, 3, 224, 224, device=dev)
-    y = torch.randint(0, 1000, (64,), device=dev)
+    x = torch.randn(batch, 3, 224, 224, device=dev)
+    y = torch.randint(0, 1000, (batch,), device=dev)
     if bf16:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -66,12 +68,12 @@ def _resnet(bf16: bool, dev: str) -> tuple[Any, Any, Callable[[], None]]:
     return model, opt, step
 
 
-def _gpt2(dev: str, tiny: bool = False) -> tuple[Any, Any, Callable[[], None]]:
+def _gpt2(dev: str, shape: tuple[int, int] = (8, 512)) -> tuple[Any, Any, Callable[[], None]]:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=256) if tiny else GPT2Config()
+    cfg = GPT2Config()
     model = GPT2LMHeadModel(cfg).to(dev)
-    ids = torch.randint(0, cfg.vocab_size, (2, 32) if tiny else (8, 512), device=dev)
+    ids = torch.randint(0, cfg.vocab_size, shape, device=dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step() -> None:
@@ -102,6 +104,10 @@ def _tiny_cnn(dev: str) -> tuple[Any, Any, Callable[[], None]]:
 
 CASES = {"resnet50-fp32": lambda d: _resnet(False, d), "resnet50-bf16cl": lambda d: _resnet(True, d),
          "gpt2-bf16": lambda d: _gpt2(d)}
+# The same models at a size where every step is launch-bound (the GPU never holds the host
+# back): per-step wall time is then host time, and the features' extra is their host cost.
+SMALL = {"resnet50-fp32": lambda d: _resnet(False, d, 2), "resnet50-bf16cl": lambda d: _resnet(True, d, 2),
+         "gpt2-bf16": lambda d: _gpt2(d, (1, 64))}
 SMOKE = {"tiny-cnn": _tiny_cnn}
 
 
@@ -152,8 +158,7 @@ class HostMeter:
                               ("dsnotebook.perf.timing", "TimingProbe", "_root_pre"),
                               ("dsnotebook.perf.timing", "TimingProbe", "_root_post"),
                               ("dsnotebook.perf.timing", "TimingProbe", "_root_leave")],
-             "backward hooks": [("dsnotebook.perf.spans", "BackwardSpan", "start"),
-                                ("dsnotebook.perf.spans", "BackwardSpan", "finish")],
+             "backward hooks": [("dsnotebook.perf.spans", "GradMark", "__call__")],
              "pack hooks": [("dsnotebook.perf.memory", "SavedTensorMeter", "_pack")]}
 
     def __init__(self) -> None:
@@ -187,8 +192,9 @@ class HostMeter:
         for kind, targets in self.KINDS.items():
             for mod, cls, attr in targets:
                 m = importlib.import_module(mod)
-                owner = getattr(m, cls) if cls else m
-                self._wrap(owner, attr, kind)
+                owner = getattr(m, cls, None) if cls else m
+                if owner is not None:
+                    self._wrap(owner, attr, kind)
         self._wrap(tracer, "_call", "probe calls")
         if hasattr(tracer, "_copier"):
             self._wrap(tracer._copier, "poll", "probe calls")
@@ -198,42 +204,89 @@ class HostMeter:
             self._undo.pop()()
 
 
+@contextlib.contextmanager
+def _host_clock(on: bool) -> Any:
+    """While on, the timing probe attaches with a host clock (perf_counter marks, no CUDA events)."""
+    if not on:
+        yield
+        return
+    import dsnotebook.perf.timing as timing
+
+    orig = timing.MarkClock
+    timing.MarkClock = lambda device: orig("cpu")
+    try:
+        yield
+    finally:
+        timing.MarkClock = orig
+
+
 def host_pass(model: Any, opt: Any, step: Callable[[], None], kw: dict, n: int, dev: str) -> dict[str, Any]:
-    """Instrumented steps under a fresh tracer: dsnotebook host time, per-step issue times."""
+    """Instrumented steps under a fresh tracer: dsnotebook host time by kind (us over ``n`` steps)."""
     from dsnotebook import ModelTracer
 
     meter = HostMeter()
     tracer = ModelTracer(model, opt, **{**BASE, **kw})
     meter.install(tracer)
-    issue: dict[bool, list[float]] = {True: [], False: []}
     try:
         with tracer:
             block(step, 10, dev)
             meter.ns.clear()
-            _sync(dev)
-            for _ in range(n):
-                s = tracer.step_count
-                t0 = time.perf_counter()
-                step()
-                issue[s % 10 == 0].append((time.perf_counter() - t0) * 1e6)
-            _sync(dev)
+            block(step, n, dev)
     finally:
         meter.remove()
-    sampled = n // 10
-    out = {k: v / 1e3 for k, v in meter.ns.items()}  # us in total over n steps
-    warn = [e["detail"] for e in tracer.run.events if e["kind"] == "warning"]
-    return {"us": out, "n": n, "sampled": sampled, "issue": issue, "warnings": warn[:3], "tracer": tracer}
+    warn = [e["detail"] for e in tracer.run.events if e["kind"] == "warning" and "modified in place" not in e["detail"]]
+    return {"us": {k: v / 1e3 for k, v in meter.ns.items()}, "warnings": warn[:3], "tracer": tracer}
 
 
-def plain_issue(step: Callable[[], None], n: int, dev: str) -> list[float]:
-    _sync(dev)
+def synced_steps(step: Callable[[], None], n: int, dev: str, tracer: Any = None) -> list[tuple[bool, float]]:
+    """(sampled?, us) per step, each step synchronised: on a launch-bound step this is host time."""
     out = []
     for _ in range(n):
+        s = tracer.step_count if tracer is not None else -1
+        _sync(dev)
         t0 = time.perf_counter()
         step()
-        out.append((time.perf_counter() - t0) * 1e6)
-    _sync(dev)
+        _sync(dev)
+        out.append((s % 10 == 0, (time.perf_counter() - t0) * 1e6))
     return out
+
+
+def host_section(name: str, make: Callable[[str], Any], args: argparse.Namespace, dev: str) -> None:
+    """Launch-bound variant of the case: each feature's host cost per sampled and other step."""
+    from dsnotebook import ModelTracer
+
+    model, opt, step = make(dev)
+    block(step, 10, dev)
+    print(f"   launch-bound variant (same modules, tiny batch): per-step wall time, synchronised, "
+          f"{args.host_rounds} rounds x {args.host_steps} steps per arm, interleaved with plain")
+    print(f"   {'arm':<10}{'plain us':>9}{'sampled +us':>12}{'other +us':>10}{'amortised +us/step':>20}  "
+          "dsnotebook host us per sampled step (amortised per step), by kind")
+    for arm, kw in ARMS.items():
+        tracer = ModelTracer(model, opt, **{**BASE, **kw})
+        with tracer:
+            block(step, 10, dev)
+        plain: list[float] = []
+        traced: list[tuple[bool, float]] = []
+        for r in range(args.host_rounds):
+            for on in ((False, True) if r % 2 == 0 else (True, False)):
+                if on:
+                    with tracer:
+                        traced += synced_steps(step, args.host_steps, dev, tracer)
+                else:
+                    plain += [us for _, us in synced_steps(step, args.host_steps, dev)]
+        p = statistics.median(plain)
+        smp = [us - p for s, us in traced if s]
+        oth = [us - p for s, us in traced if not s]
+        ds, do = statistics.median(smp), statistics.median(oth)
+        h = host_pass(model, opt, step, kw, 20, dev)
+        parts = ", ".join(f"{k} {v / 2:.0f} ({v / 20:.0f})" for k, v in sorted(h["us"].items()))
+        print(f"   {arm:<10}{p:>9.0f}{ds:>+12.0f}{do:>+10.0f}{ds / 10 + do * 0.9:>+20.0f}  {parts}")
+        if h["warnings"]:
+            print(f"      warnings: {h['warnings']}")
+    del model, opt, step
+    gc.collect()
+    if dev == "cuda":
+        torch.cuda.empty_cache()
 
 
 def run_case(name: str, make: Callable[[str], Any], args: argparse.Namespace, dev: str) -> None:
@@ -243,14 +296,16 @@ def run_case(name: str, make: Callable[[str], Any], args: argparse.Namespace, de
     model, opt, step = make(dev)
     block(step, 10, dev)
     tracers = {a: ModelTracer(model, opt, **{**BASE, **kw}) for a, kw in ARMS.items()}
-    for t in tracers.values():
-        with t:
+    if args.diag:  # profiling with host-clock marks instead of CUDA events: the events' own cost
+        tracers["prof10-hostclk"] = ModelTracer(model, opt, **{**BASE, **ARMS["prof10"]})
+    for a, t in tracers.items():
+        with _host_clock(a.endswith("hostclk")), t:
             block(step, 10, dev)  # plans, kernels, workspaces, first sampled steps
     gcm = GcMeter()
     times: dict[str, list[float]] = collections.defaultdict(list)
     gc_s: dict[str, float] = collections.Counter()
     gc_n: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    order = ["plain", *ARMS]
+    order = ["plain", *tracers]
     t_start = time.perf_counter()
     for r in range(args.rounds):
         for arm in (order if r % 2 == 0 else order[::-1]):
@@ -258,15 +313,15 @@ def run_case(name: str, make: Callable[[str], Any], args: argparse.Namespace, de
             if arm == "plain":
                 times[arm].append(block(step, args.steps, dev))
             else:
-                with tracers[arm]:
+                with _host_clock(arm.endswith("hostclk")), tracers[arm]:
                     times[arm].append(block(step, args.steps, dev))
             gc_s[arm] += gcm.seconds
             gc_n[arm].update(gcm.passes)
     gc.callbacks.remove(gcm._cb)
     plain = times["plain"]
-    print(f"\n== {name}: plain {statistics.median(plain):.2f} ms/step (IQR {statistics.quantiles(plain, n=4)[0]:.2f}.."
-          f"{statistics.quantiles(plain, n=4)[2]:.2f}), {args.rounds} rounds x {args.steps} steps, "
-          f"{time.perf_counter() - t_start:.0f} s")
+    q = statistics.quantiles(plain, n=4)
+    print(f"\n== {name}: plain {statistics.median(plain):.2f} ms/step (IQR {q[0]:.2f}..{q[2]:.2f}), "
+          f"{args.rounds} rounds x {args.steps} steps per arm, {time.perf_counter() - t_start:.0f} s")
     print(f"   {'arm':<10}{'ms/step':>9}{'vs plain':>10}{'IQR':>18}{'vs base':>10}{'IQR':>18}{'gc ms/100 steps':>17}  gc passes")
     total_steps = args.rounds * args.steps
     for arm in order:
@@ -275,32 +330,12 @@ def run_case(name: str, make: Callable[[str], Any], args: argparse.Namespace, de
         vb = _q([a / b for a, b in zip(times[arm], times["base"])])
         print(f"   {arm:<10}{ms:>9.2f}{vp[0]:>+9.2f}%  [{vp[1]:+6.2f},{vp[2]:+6.2f}]{vb[0]:>+9.2f}%  "
               f"[{vb[1]:+6.2f},{vb[2]:+6.2f}]{1e3 * gc_s[arm] / total_steps * 100:>14.2f}   {dict(gc_n[arm])}")
-    pl = plain_issue(step, 40, dev)
-    p_med = statistics.median(pl)
-    print(f"   host: plain step issue {p_med:.0f} us (median); dsnotebook host time per sampled step / amortised "
-          "per step, by kind; issue time of sampled and other steps minus plain")
-    for arm, kw in ARMS.items():
-        h = host_pass(model, opt, step, kw, args.host_steps, dev)
-        tot = sum(h["us"].values())
-        parts = ", ".join(f"{k} {v / h['sampled']:.0f}" for k, v in sorted(h["us"].items()))
-        iss = h["issue"]
-        ds = statistics.median(iss[True]) - p_med if iss[True] else float("nan")
-        du = statistics.median(iss[False]) - p_med if iss[False] else float("nan")
-        tr = h["tracer"]
-        extra = ""
-        if arm == "act10":
-            df = tr.to_dataframe("activations")
-            extra = f" | rows/sampled step {len(df) / max(1, df.step.nunique()):.0f}, dead units {int(df.dead_units.sum())}"
-        if arm == "prof10":
-            tm = tr.to_dataframe("timings")
-            clock = next((p._clock for p in tr.probes if hasattr(p, "_clock")), None)
-            extra = (f" | timing rows {len(tm)} over {tm.step.nunique()} steps, events created "
-                     f"{getattr(clock, 'created', '?')}")
-        print(f"   {arm:<10} {tot / h['sampled']:8.0f} us/sampled step ({parts}); amortised {tot / h['n']:6.0f} us/step;"
-              f" issue +{ds:.0f} us sampled, {du:+.0f} us other{extra}")
-        if h["warnings"]:
-            print(f"      warnings: {h['warnings']}")
-    print(f"   global module hooks left installed: {global_hooks_installed()}")
+    act = tracers["act10"].run.to_dataframe("activations")
+    tm = tracers["prof10"].run.to_dataframe("timings")
+    clock = next((p._clock for p in tracers["prof10"].probes if hasattr(p, "_clock")), None)
+    print(f"   checks: activation rows per sampled step {len(act) / max(1, act.step.nunique()):.0f}; timing rows "
+          f"{len(tm)} over {tm.step.nunique()} steps; CUDA events created {getattr(clock, 'created', '?')}; "
+          f"global module hooks left {global_hooks_installed()}")
     del tracers, model, opt, step
     gc.collect()
     if dev == "cuda":
@@ -310,19 +345,25 @@ def run_case(name: str, make: Callable[[str], Any], args: argparse.Namespace, de
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--rounds", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=20, help="steps per timed block (a multiple of 10)")
-    ap.add_argument("--host-steps", type=int, default=40, help="steps of the instrumented pass per arm")
+    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--steps", type=int, default=10, help="steps per timed block (a multiple of 10)")
+    ap.add_argument("--host-rounds", type=int, default=2, help="rounds of the launch-bound host measurement")
+    ap.add_argument("--host-steps", type=int, default=30, help="steps per block of the host measurement")
+    ap.add_argument("--no-host", action="store_true", help="skip the launch-bound host measurement")
+    ap.add_argument("--diag", action="store_true", help="also an arm profiling with host-clock marks (no CUDA events)")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny model: check that the script runs")
     args = ap.parse_args()
     dev = "cpu" if args.smoke else "cuda"
     cases = SMOKE if args.smoke else {c: CASES[c] for c in args.cases.split(",")}
+    small = SMOKE if args.smoke else {c: SMALL[c] for c in args.cases.split(",")}
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}, "
           f"{torch.cuda.get_device_name() if dev == 'cuda' else 'cpu'}, gc objects {len(gc.get_objects())}, "
           f"gc thresholds {gc.get_threshold()}")
     t0 = time.perf_counter()
     for name, make in cases.items():
         run_case(name, make, args, dev)
+        if not args.no_host:
+            host_section(name, small[name], args, dev)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 
