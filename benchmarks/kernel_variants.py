@@ -114,7 +114,7 @@ def section_a() -> bool:
         rel = max(((a[:, 0] - r[:, 0]).abs() / scale.clamp_min(1e-300)).max().item(),
                   ((a[:, 1] - r[:, 1]).abs() / r[:, 1].clamp_min(1e-300)).max().item())
         ok &= check(f"{str(dtype)[6:]:8} counts/hist/absmax == reference, sums rel {rel:.1e}", exact and rel < 1e-6)
-        for defs in (("-DDSN_FAST=0",), ("-DDSN_FAST=1",), ("-DDSN_VOTE=0",), ("-DDSN_MINB=6",)):
+        for defs in (("-DDSN_FAST=0",), ("-DDSN_FAST=1",), ("-DDSN_VOTE=0",), ("-DDSN_MINB=1",)):
             v = CupyStatsBackend(_defines=defs).grad_stats(ts).clone()
             ok &= check(f"{str(dtype)[6:]:8} {defs[0]} == default", torch.equal(v, a))
     ws = [torch.randn(s, device="cuda") for s in [(300, 200), (1001,), (7, 3, 3, 3)]]
@@ -132,8 +132,8 @@ def section_a() -> bool:
 # ------------------------------------------------------------------------------------ B
 VARIANTS = {"v0 (previous)": dict(_grad_source=LEGACY), "default": {}, "FAST=1 (no bf16 pairs)": dict(_defines=("-DDSN_FAST=1",)),
             "FAST=0 (general only)": dict(_defines=("-DDSN_FAST=0",)), "VOTE=0": dict(_defines=("-DDSN_VOTE=0",)),
-            "MINB=4": dict(_defines=("-DDSN_MINB=4",)), "MINB=6": dict(_defines=("-DDSN_MINB=6",)),
-            "MINB=8": dict(_defines=("-DDSN_MINB=8",)), "no hist (diag)": dict(_defines=("-DDSN_HIST_MODE=2",))}
+            "MINB=1": dict(_defines=("-DDSN_MINB=1",)), "MINB=6": dict(_defines=("-DDSN_MINB=6",)),
+            "no hist (diag)": dict(_defines=("-DDSN_HIST_MODE=2",))}
 
 
 def section_b(total: int, rounds: int) -> None:
@@ -227,7 +227,18 @@ def section_c(n: int) -> None:
                  "launch, cupy argument tuple": lambda i: be._launch(plan, "dsn_grad_stats", args),
                  "pinned copy only": lambda i: pinned.copy_(plan.grad_out, non_blocking=True)}
         say("    " + " | ".join(f"{k} {host_us(f, n):.1f}" for k, f in parts.items()))
-        say(f"    kernel only (back to back): {1e3 * statistics.median([events_ms(lambda: be.grad_stats(base)) for _ in range(20)]):.1f} us"
+        def burst() -> None:
+            for _ in range(100):
+                be._launch_packed(plan, "dsn_grad_stats", args, ((2, dp[1]),))
+
+        kern = statistics.median([events_ms(burst) for _ in range(5)]) * 10  # us per launch, back to back
+        old = CupyStatsBackend(_grad_source=LEGACY)
+        old.grad_stats(base)
+        op, odp = old._grad_plans.get(base)
+        oargs = op.head + (odp[1], op.chunk) + op.grad_bufs + (op.grad_out.data_ptr(),)
+        okern = statistics.median([events_ms(lambda: [old._launch_packed(op, "dsn_grad_stats", oargs, ((2, odp[1]),))
+                                                      for _ in range(100)]) for _ in range(5)]) * 10
+        say(f"    kernel only, 100 launches back to back: {kern:.1f} us per launch (previous kernel {okern:.1f} us)"
             f"  hits {cache.hits}  builds {cache.builds}")
         del base, fresh, pool, moving
         torch.cuda.empty_cache()

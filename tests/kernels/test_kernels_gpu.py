@@ -308,7 +308,7 @@ def test_bit_identical_to_previous_kernel(backend, dtype):
     assert torch.equal(backend.grad_stats(ts).clone(), legacy.grad_stats(ts).clone())
 
 
-@pytest.mark.parametrize("defines", [("-DDSN_FAST=0",), ("-DDSN_FAST=1",), ("-DDSN_VOTE=0",), ("-DDSN_MINB=6",)],
+@pytest.mark.parametrize("defines", [("-DDSN_FAST=0",), ("-DDSN_FAST=1",), ("-DDSN_VOTE=0",), ("-DDSN_MINB=1",)],
                          ids=["general-only", "no-bf16-pairs", "per-lane", "minblocks"])
 def test_kernel_variants_bit_identical(defines):
     be, ref = kernels.CupyStatsBackend(_defines=defines), kernels.CupyStatsBackend()
