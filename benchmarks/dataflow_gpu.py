@@ -242,12 +242,13 @@ def synced_steps(step: Callable[[], None], n: int, dev: str, tracer: Any = None)
     """(sampled?, us) per step, each step synchronised: on a launch-bound step this is host time."""
     out = []
     for _ in range(n):
-        s = tracer.step_count if tracer is not None else -1
         _sync(dev)
         t0 = time.perf_counter()
         step()
         _sync(dev)
-        out.append((s % 10 == 0, (time.perf_counter() - t0) * 1e6))
+        us = (time.perf_counter() - t0) * 1e6
+        s = tracer.step_count if tracer is not None else -1  # the step just run (the count moves on at the next one)
+        out.append((s % 10 == 0, us))
     return out
 
 
