@@ -129,7 +129,8 @@ def main() -> None:
         if next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(dev, dtype=torch.bfloat16, enabled=inner_amp["on"]):
+        # (never autocast(enabled=False) here: nested, it would switch an outer autocast off; run 2 did)
+        with torch.autocast(dev, dtype=torch.bfloat16) if inner_amp["on"] else contextlib.nullcontext():
             loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()

@@ -10,7 +10,7 @@ from dsnotebook.perf import measures
 from dsnotebook.advisor.context import AdviceContext
 from dsnotebook.advisor.settings import autocast_choice, channels_last_helps
 from dsnotebook.advisor.suggestion import Suggestion
-from dsnotebook.advisor.variants import Variant, set_tf32, to_channels_last
+from dsnotebook.advisor.variants import Variant, autocast_on, set_tf32, to_channels_last
 
 COMPUTE_SHARE = 0.4  # forward + backward share of the step worth speeding up
 _TF32_SNIPPET_NEW = ('torch.backends.cuda.matmul.fp32_precision = "tf32"\n'
@@ -92,8 +92,10 @@ def mixed_precision(run: Any, hw: HardwareProfile, ctx: AdviceContext) -> Sugges
         evidence["channels_last"] = False
         evidence["conv_layers"] = measures.conv_weights(run)
     autocast = lambda: torch.autocast(dev, dtype=dtype)  # noqa: E731
+    on = lambda: autocast_on(dev)  # noqa: E731
     variant = (Variant(f"autocast {name} + channels_last", enter=lambda c: to_channels_last(c.model, c.optimizer),
-                       step_context=autocast) if nhwc else Variant(f"autocast {name}", step_context=autocast))
+                       step_context=autocast, in_effect=on) if nhwc
+               else Variant(f"autocast {name}", step_context=autocast, in_effect=on))
     return Suggestion(
         rule="mixed_precision", category="speed",
         title=f"Train in {name} autocast" + (" with a GradScaler" if scaler else "")

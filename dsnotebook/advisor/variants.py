@@ -3,9 +3,10 @@
 A :class:`Variant` is what verification runs against the baseline: ``enter`` changes
 global flags, the model or the optimizer in place (and returns the function that puts
 them back), ``step_context`` wraps every step (autocast), ``make_data`` builds the
-variant's own data source from the user's (a DataLoader with workers), and
+variant's own data source from the user's (a DataLoader with workers),
 ``work_scale`` says how much more work one step does (a doubled batch) so speed is
-compared per sample.  The same helpers back ``OptimalSettings.apply``; every one of them
+compared per sample, and ``in_effect`` checks from inside the model's forward that the
+change reached it.  The same helpers back ``OptimalSettings.apply``; every one of them
 undoes exactly what it changed.
 """
 from __future__ import annotations
@@ -42,6 +43,10 @@ class Variant:
     make_data: Callable[[Any], Any] | None = None
     work_scale: float = 1.0
     min_warmup: int = 1
+    # Whether the change is in effect, asked inside the model's forward during the variant's warm-up:
+    # a step can undo a change from within (its own ``autocast(enabled=False)``), and then the A/B
+    # would compare the baseline with itself and call the change useless.
+    in_effect: Callable[[], bool] | None = None
 
     @contextlib.contextmanager
     def applied(self, ctx: VerifyContext) -> Iterator[None]:
@@ -51,6 +56,14 @@ class Variant:
         finally:
             if undo is not None:
                 undo()
+
+
+def autocast_on(device: str) -> bool:
+    """Whether autocast is enabled for ``device`` here (torch >= 2.4 takes the device type)."""
+    try:
+        return bool(torch.is_autocast_enabled(device))
+    except TypeError:  # pragma: no cover - older signatures
+        return bool(torch.is_autocast_cpu_enabled() if device == "cpu" else torch.is_autocast_enabled())
 
 
 # -- flags ----------------------------------------------------------------------------------

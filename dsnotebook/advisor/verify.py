@@ -6,7 +6,11 @@ Protocol (``verify_variant``):
    (:class:`~dsnotebook.advisor.state.TrainingState`).  The same snapshot is restored before *every* block,
    so both arms start each block from the same weights and random streams; their
    losses can be compared step by step (loss drift), and training does not advance.
-2. Warm-up blocks for both arms (compilation, allocator, worker start-up), not timed.
+2. Warm-up blocks for both arms (compilation, allocator, worker start-up), not timed.  A
+   variant that can say whether it is in effect (``Variant.in_effect``: autocast) is asked
+   so from inside the model's forward in one extra untimed step: a step that switches the
+   change off from within (its own ``autocast(enabled=False)``) gets no verdict, and a
+   step that never calls the model given to verify gets a note.
 3. ``pairs`` pairs of timed blocks, the order alternating AB, BA, ...; a block is
    ``steps // pairs`` steps.  Per-step time of a block = block wall time / steps, after
    a device synchronisation on CUDA.  Speed-up = median over pairs of
@@ -216,6 +220,18 @@ def verify_variant(variant: Variant, step_fn: Callable[..., Any], *, model: nn.M
         if progress is not None:
             progress(done[0], total, msg)
 
+    effect: list[bool] = []  # what ``variant.in_effect`` said inside the model's forward
+
+    def check_effect(arm: _Arm, batch: Any) -> None:
+        """One more untimed step with a forward pre-hook on the model asking ``in_effect`` (after the
+        warm-up, so a compiled model's timed blocks never see the hook)."""
+        state.restore()
+        handle = model.register_forward_pre_hook(lambda m, args: effect.append(bool(variant.in_effect())))
+        try:
+            _one_step(arm, step_fn, batch, with_data)
+        finally:
+            handle.remove()
+
     def run_block(arm: _Arm, n: int, timed: bool, preloaded: bool, measure_saved: bool = False) -> None:
         """``n`` steps.  Loop timing: from the arrival of the block's first batch to the arrival of
         the batch after the last step (the loader's start-up outside, ``n`` loads and ``n`` steps
@@ -262,6 +278,8 @@ def verify_variant(variant: Variant, step_fn: Callable[..., Any], *, model: nn.M
                     finally:
                         meter.end()
                     arm.saved = meter.total
+                    if arm.variant is not None and variant.in_effect is not None:
+                        check_effect(arm, first if preloaded else batch)
             finally:
                 arm.close()
 
@@ -280,6 +298,10 @@ def verify_variant(variant: Variant, step_fn: Callable[..., Any], *, model: nn.M
         vdata = variant.make_data(data) if changes_data else data
         arms += [_Arm("baseline", None, data), _Arm("variant", variant, vdata)]
         measure(arms[0], arms[1], preload, "")
+        if effect and not any(effect):
+            raise ValueError(f"verify: {variant.name} was not in effect inside the model's forward: the step "
+                             "undoes it from within (e.g. its own torch.autocast(..., enabled=False) around the "
+                             "forward); an A/B would compare the baseline with itself.  Apply the snippet by hand.")
         if with_loop:
             arms += [_Arm("baseline", None, data), _Arm("variant", variant, vdata)]
             measure(arms[2], arms[3], False, "with loading: ")
@@ -289,6 +311,10 @@ def verify_variant(variant: Variant, step_fn: Callable[..., Any], *, model: nn.M
         state.restore()
     res = _summarise(variant, arms[0], arms[1], block, pairs, target)
     res.extra["timing"] = "step" if preload else "loop"
+    res.extra["in_effect"] = any(effect) if effect else None
+    if variant.in_effect is not None and not effect:
+        res.reason += ("; the step never called the model given to verify, so the change may not have reached "
+                       "the step (pass the model the step trains)")
     if with_loop:
         loop = _summarise(variant, arms[2], arms[3], block, pairs, target)
         res.extra["with_loading"] = {"baseline_s": loop.baseline_s, "variant_s": loop.variant_s,

@@ -232,3 +232,53 @@ def test_the_suggested_channels_last_variants_convert_the_optimizer_state_too():
         assert all(p.is_contiguous(memory_format=torch.channels_last) and b.stride() == p.stride() for p, b in bufs)
         undo()
         assert all(p.is_contiguous() and opt.state[p]["momentum_buffer"].is_contiguous() for p, _ in bufs)
+
+
+def _amp_case(inner_enabled):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(batch):
+        x, y = batch
+        opt.zero_grad()
+        ctx = (torch.autocast("cpu", dtype=torch.bfloat16, enabled=inner_enabled) if inner_enabled is not None
+               else contextlib.nullcontext())
+        with ctx:  # a loop's own `autocast(enabled=use_amp)`, as many training scripts have
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    data = [(torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])) for _ in range(4)]
+    (s,) = [s for s in advise(conv_run(), cpu_profile(bf16=True), model=model, optimizer=opt)
+            if s.rule == "mixed_precision"]
+    return s, step, data, model
+
+
+def test_a_step_that_switches_autocast_off_gets_no_verdict_on_autocast():
+    """H200, second run: the step had its own ``torch.autocast(..., enabled=False)`` around the forward, which
+    switched the variant's autocast off inside the model; the A/B compared fp32 with fp32 and said x0.99,
+    refuted.  The variant's change must be seen in effect inside the model's forward, or no verdict."""
+    s, step, data, _ = _amp_case(inner_enabled=False)
+    with pytest.raises(ValueError, match="not in effect"):
+        s.verify(step, steps=4, pairs=2, data=data)
+    assert s.status == "error" and "autocast" in s.error and s.result is None
+    for inner in (None, True):  # no autocast of its own, or its own already on: a verdict
+        s, step, data, _ = _amp_case(inner_enabled=inner)
+        r = s.verify(step, steps=4, pairs=2, data=data)
+        assert r.verdict in ("verified", "refuted") and r.extra["in_effect"] is True
+
+
+def test_a_step_that_never_calls_the_model_is_said_so():
+    s, _, data, _ = _amp_case(inner_enabled=None)
+    other = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(other.parameters(), lr=0.1)
+
+    def step(batch):  # trains another model than the one the advice (and verify) was given
+        opt.zero_grad()
+        loss = F.cross_entropy(other(batch[0]), batch[1])
+        loss.backward()
+        opt.step()
+        return loss
+    r = s.verify(step, steps=4, pairs=2, data=data)
+    assert r.extra["in_effect"] is None and "never called the model" in str(r)
