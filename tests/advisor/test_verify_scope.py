@@ -130,15 +130,16 @@ def conv_run(**settings):
 
 @pytest.mark.filterwarnings("ignore:CUDA is not available")
 def test_bf16_for_an_nchw_conv_net_on_tensor_cores_comes_with_channels_last():
-    """Autocast alone on NCHW convs (cuDNN transposes to NHWC and back) and channels_last alone in fp32
-    each looked useless on the H200; the suggestion is the pair, verified as the pair."""
+    """Autocast alone on NCHW convs (cuDNN transposes to NHWC and back) gave x1.1 on the H200 where the
+    suggestion promised x1.5-3; the suggestion for a conv net is the pair, verified as the pair.  channels_last
+    keeps its own card (x1.2-1.3 in fp32 there)."""
     by_rule = {s.rule: s for s in advise(conv_run(), H100, model=nn.Conv2d(3, 4, 3))}
     s = by_rule["mixed_precision"]
     assert "channels_last" in s.title and "memory_format=torch.channels_last" in s.snippet
     assert s.variant.enter is not None and s.variant.step_context is not None
     ac = s.variant.step_context()
     assert ac.device == "cuda" and ac.fast_dtype == torch.bfloat16
-    assert "channels_last" not in by_rule  # not a second, fp32-only suggestion
+    assert by_rule["channels_last"].variant.step_context is None  # its own card: the layout alone, in fp32
     # already NHWC, or convs not worth it, or autocast already on: the old behaviour
     nhwc = {s.rule: s for s in advise(conv_run(channels_last=True), H100)}
     assert "channels_last" not in nhwc["mixed_precision"].title and nhwc["mixed_precision"].variant.enter is None
