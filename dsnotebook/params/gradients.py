@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from dsnotebook.core.probe import Probe, ProbeContext, StepBatch
+from dsnotebook.core.transfer import resolve
 from dsnotebook.params.devices import by_device
 from dsnotebook.params.schedule import Schedule
 from dsnotebook.stats.scaling import unscale_grad_stats
@@ -92,7 +93,8 @@ class GradStatsProbe(Probe):
             if scale is None:
                 # who listens: Run.add_grads -> "append" -> live views and the non-finite probe
                 self.ctx.submit(values, lambda host, s=step, idx=idx: self.ctx.run.add_grads(s, idx, host))
-            else:
+            else:  # rare (CPU fused optimizer under GradScaler): the scale travels with the values
+                values = resolve(values)
                 packed = torch.cat([values.reshape(-1), scale.detach().to(values.device, values.dtype).reshape(1)])
                 self.ctx.submit(packed, lambda host, s=step, idx=idx, shape=values.shape:
                                 self.ctx.run.add_grads(s, idx, unscale_grad_stats(host[:-1].reshape(shape),

@@ -21,17 +21,19 @@ which finishes on the host and returns a CPU tensor.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Sequence
 
 import torch
 
+from dsnotebook.core.transfer import Deferred
 from dsnotebook.stats import float32 as float32_path
+from dsnotebook.stats import host, hostmath, offload
+from dsnotebook.stats.helper import HelperProcess
 from dsnotebook.stats.devices import has_float64
 from dsnotebook.stats.layout import (COL_ABSMAX, COL_NONFINITE, COL_SUM, COL_SUMSQ, COL_ZEROS, GRAD_COLS,  # noqa: F401
                                      HIST_BINS, HIST_EXP_MIN, HIST_OFFSET, UCOL_CHANGED, UCOL_DIFFSQ, UCOL_WEIGHTSQ,
                                      UPDATE_COLS, hist_bin_edges)
-
-_FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _flat64(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,70 +48,32 @@ def _segsum(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.segment_reduce(values, "sum", lengths=lengths, unsafe=True)
 
 
-_EXP_BIAS = 127  # float32
-_FAST_LIMIT = 0x5D5E0B6B  # float32 bits of about 1e18: beyond, squares need the exact path
-
-
-class _Workspace:
-    """CPU fast-path buffers for one tensor layout, reused every step.
-
-    Reuse matters: a fresh multi-MB tensor per pass means fresh pages and page faults,
-    which cost more than the arithmetic on the small CPU models this path serves.
-    """
-
-    def __init__(self, numels: tuple[int, ...]) -> None:
-        import warnings
-
-        lengths = torch.tensor(numels, dtype=torch.int64)
-        n, total = len(numels), int(lengths.sum())
-        self.sizes = list(numels)
-        self.key_base = torch.repeat_interleave(torch.arange(n, dtype=torch.int32) * HIST_BINS, lengths)
-        crow = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
-        with warnings.catch_warnings():  # "sparse CSR is beta": we only use CSR x dense vector
-            warnings.simplefilter("ignore")
-            # Row i of this 0/1 matrix sums segment i: one sequential float64 pass per row.
-            self.summer = torch.sparse_csr_tensor(crow, torch.arange(total), torch.ones(total, dtype=torch.float64),
-                                                  size=(n, total))
-        self.flat = torch.empty(total, dtype=torch.float32)
-        self.other = torch.empty(total, dtype=torch.float32)
-        self.bits = torch.empty(total, dtype=torch.int32)
-        self.bins = torch.empty(total, dtype=torch.int32)
-        self.mask = torch.empty(total, dtype=torch.bool)
-        self.key = torch.empty(total, dtype=torch.int32)
-        self.x64 = torch.empty(total, dtype=torch.float64)
-
-    def gather(self, tensors: Sequence[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
-        parts = [t.detach().reshape(-1) for t in tensors]
-        if all(p.dtype == torch.float32 for p in parts):
-            torch.cat(parts, out=out)
-        else:
-            out.copy_(torch.cat(parts))
-        return out
-
-    def segment_sum(self, values: torch.Tensor, square: bool = False) -> torch.Tensor:
-        """Per-tensor sums (of squares) of a flat vector, accumulated in float64."""
-        self.x64.copy_(values)
-        if square:
-            self.x64.square_()
-        return torch.mv(self.summer, self.x64)
-
-
 class TorchStatsBackend:
     """Batched per-tensor statistics with torch ops: the reference every backend matches.
 
-    On the CPU a fast path (float32 bit tricks, one bincount, sparse-row sums, buffers
-    reused between steps) computes the same numbers when every value is finite and below
-    ~1e18; otherwise, and on other devices, the exact float64 path runs.  On devices
-    without float64 (``float32=None``: asked per device, see :mod:`dsnotebook.stats.devices`;
-    ``True`` forces it, e.g. on CPU in tests) the float32 path runs instead.  All are
-    checked against per-tensor float64 computations in the tests.
+    On the CPU a fast path (:mod:`dsnotebook.stats.host`: one copy into a float32 buffer,
+    then numpy: bit tricks, one bincount, segment sums in float64) computes the same numbers
+    when every value is finite; otherwise, and on other devices, the exact float64 path runs.
+    With a ``helper`` (:meth:`use_helper`; the tracer sets one for CPU tensors) the numpy
+    part runs in the helper process (:mod:`dsnotebook.stats.offload`) and ``grad_stats`` /
+    ``update_stats`` return a :class:`~dsnotebook.core.transfer.Deferred`: the training thread
+    only copies.  On devices without float64 (``float32=None``: asked per device, see
+    :mod:`dsnotebook.stats.devices`; ``True`` forces it, e.g. on CPU in tests) the float32
+    path runs instead.  All are checked against per-tensor float64 computations in the tests.
     """
 
     def __init__(self, float32: bool | None = None) -> None:
         self.float32 = float32
         self.name = "torch-float32" if float32 else "torch"
-        self._workspaces: dict[tuple[int, ...], _Workspace] = {}
+        self.helper: HelperProcess | None = None
+        self._hosts: dict[tuple[torch.Size, ...], host.Layout] = {}
+        # id(snapshot) -> (weak reference to it, layout, its buffer or shared slot)
+        self._snaps: dict[int, tuple[weakref.ref[torch.Tensor], host.Layout, Any]] = {}
         self._layouts: dict[tuple[torch.device, tuple[int, ...]], float32_path.Layout] = {}
+
+    def use_helper(self, helper: HelperProcess | None) -> None:
+        """Compute the CPU fast path in ``helper`` (results become Deferred); None: here."""
+        self.helper = helper
 
     def _layout(self, tensors: Sequence[torch.Tensor]) -> "float32_path.Layout | None":
         """The float32 path's layout when that path serves these tensors, else None."""
@@ -127,50 +91,63 @@ class TorchStatsBackend:
             layout = self._layouts[key] = float32_path.Layout(key[1], device)
         return layout
 
-    def _workspace(self, tensors: Sequence[torch.Tensor]) -> _Workspace | None:
-        if not tensors or tensors[0].device.type != "cpu" or any(t.numel() == 0 for t in tensors):
+    def _host(self, tensors: Sequence[torch.Tensor]) -> host.Layout | None:
+        """The CPU fast path's layout for these tensors, or None when it does not serve them."""
+        key = host.layout_key(tensors)
+        if key is None:
             return None
-        if not all(t.dtype in _FAST_DTYPES for t in tensors):
-            return None
-        key = tuple(t.numel() for t in tensors)
-        ws = self._workspaces.get(key)
-        if ws is None:
-            if len(self._workspaces) >= 4:
-                self._workspaces.clear()
-            ws = self._workspaces[key] = _Workspace(key)
-        return ws
+        layout = self._hosts.get(key)
+        if layout is None:
+            if len(self._hosts) >= 4:
+                self._hosts.clear()
+            layout = self._hosts[key] = host.Layout(key)
+        return layout
 
-    def grad_stats(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    def _slot(self, hl: host.Layout) -> tuple[Any, int] | tuple[None, None]:
+        """A shared slot for an offloaded job, or (None, None): compute here."""
+        helper = self.helper
+        if helper is None or hl.region_failed or hl.seg.total > offload.MAX_TOTAL:
+            return None, None
+        if hl.region is None:
+            if not helper.available():
+                return None, None
+            try:
+                hl.region = offload.Region(hl.shapes, hl.seg)
+            except OSError:  # no memfd / no shared memory here
+                hl.region_failed = True
+                return None, None
+        if not hl.region.free:
+            self._reclaim()
+        slot = offload.take_slot(hl.region, helper)
+        return (hl.region, slot) if slot is not None else (None, None)
+
+    def _reclaim(self) -> None:
+        """Free the shared slots of snapshots that were dropped without a comparison."""
+        for key, (ref, _hl, where) in list(self._snaps.items()):
+            if ref() is None:
+                del self._snaps[key]
+                if isinstance(where, tuple):
+                    where[0].free.append(where[1])
+
+    def grad_stats(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor | Deferred:
         layout = self._layout(tensors)
         if layout is not None:
             return float32_path.grad_stats(tensors, layout)
-        ws = self._workspace(tensors)
-        out = self._grad_stats_cpu(ws, tensors) if ws is not None else None
-        return out if out is not None else self.grad_stats_exact(tensors)
-
-    def _grad_stats_cpu(self, ws: _Workspace, tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
-        """CPU fast path; None when a value needs the exact path (non-finite or huge)."""
-        flat = ws.gather(tensors, ws.flat)
-        bits = torch.bitwise_and(flat.view(torch.int32), 0x7FFFFFFF, out=ws.bits)
-        if int(bits.max()) >= _FAST_LIMIT:  # CPU tensor: reading it costs no device sync
-            return None
-        n = len(tensors)
-        # floor(log2|x|) of a normal float32 is its biased exponent - 127; subnormals land in bin 1.
-        bins = torch.bitwise_right_shift(bits, 23, out=ws.bins)
-        bins.sub_(_EXP_BIAS + HIST_EXP_MIN - 1).clamp_(1, HIST_BINS - 1)
-        bins.mul_(torch.clamp(bits, max=1, out=ws.key))  # exact zeros -> bin 0 (bits 0 -> factor 0)
-        bins.add_(ws.key_base)
-        hist = torch.bincount(bins, minlength=n * HIST_BINS).view(n, HIST_BINS).to(torch.float64)
-        out = torch.empty(n, GRAD_COLS, dtype=torch.float64)
-        out[:, COL_SUM] = ws.segment_sum(flat)
-        views = bits.view(torch.float32).split(ws.sizes)
-        out[:, COL_SUMSQ] = ws.segment_sum(flat, square=True)
-        out[:, COL_ABSMAX] = torch.stack(torch._foreach_max(views) if hasattr(torch, "_foreach_max")
-                                         else [v.max() for v in views])
-        out[:, COL_NONFINITE] = 0.0
-        out[:, COL_ZEROS] = hist[:, 0]
-        out[:, HIST_OFFSET:] = hist
-        return out
+        hl = self._host(tensors)
+        if hl is None:
+            return self.grad_stats_exact(tensors)
+        region, slot = self._slot(hl)
+        if region is not None:
+            job = offload.grad_job(region, slot, self.helper, tensors)
+            # NaN/Inf: the exact path, now (a non-finite step is known before its update)
+            return self.grad_stats_exact(tensors) if job is offload.NONFINITE else job
+        buf = hl.fill(tensors)
+        try:
+            if not hostmath.all_finite(buf):
+                return self.grad_stats_exact(tensors)
+            return torch.from_numpy(hostmath.grad_stats(buf, hl.seg, hl.scratch))
+        finally:
+            hl.give(buf)
 
     def grad_stats_exact(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """float64 path for any device and any values (NaN, Inf, huge magnitudes)."""
@@ -201,35 +178,50 @@ class TorchStatsBackend:
         return out
 
     def snapshot(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Copy of the weights before an optimizer step (their own dtype; a reused buffer on CPU;
-        float32 rows on the float32 path)."""
+        """Copy of the weights before an optimizer step (their own dtype; on the CPU fast path a
+        float32 buffer that the :meth:`update_stats` it is passed to consumes; float32 rows on
+        the float32 path)."""
         if not tensors:
             return torch.zeros(0)
         layout = self._layout(tensors)
         if layout is not None:
             return float32_path.snapshot(tensors, layout)
-        ws = self._workspace(tensors)
-        if ws is not None:
-            return ws.gather(tensors, ws.other)
-        return torch.cat([t.detach().reshape(-1) for t in tensors])
+        hl = self._host(tensors)
+        if hl is None:
+            return torch.cat([t.detach().reshape(-1) for t in tensors])
+        region, slot = self._slot(hl)
+        if region is not None:
+            where: Any = (region, slot)
+            before = torch.from_numpy(region.fill(slot, 0, tensors))
+        else:
+            where = hl.fill(tensors)
+            before = torch.from_numpy(where)
+        if len(self._snaps) >= 16:  # snapshots never compared (an optimizer step that raised)
+            self._reclaim()
+        self._snaps[id(before)] = (weakref.ref(before), hl, where)
+        return before
 
-    def update_stats(self, before: Any, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    def update_stats(self, before: Any, tensors: Sequence[torch.Tensor]) -> torch.Tensor | Deferred:
         if isinstance(before, float32_path.Snapshot):
             return float32_path.update_stats(before, tensors)
-        ws = self._workspace(tensors)
-        if ws is not None and before is ws.other:
-            return self._update_stats_cpu(ws, tensors)
-        return self.update_stats_exact(before, tensors)
-
-    def _update_stats_cpu(self, ws: _Workspace, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-        new, old = ws.gather(tensors, ws.flat), ws.other
-        out = torch.empty(len(tensors), UPDATE_COLS, dtype=torch.float64)
-        out[:, UCOL_CHANGED] = ws.segment_sum(torch.ne(new, old, out=ws.mask))
-        out[:, UCOL_DIFFSQ] = ws.segment_sum(new.sub_(old), square=True)
-        out[:, UCOL_WEIGHTSQ] = ws.segment_sum(old, square=True)
-        if not bool(torch.isfinite(out).all()):
-            return self.update_stats_exact(old, tensors)  # NaN/Inf weights or updates: exact path
-        return out
+        snap = self._snaps.pop(id(before), None)
+        hl = self._host(tensors)
+        if snap is None or snap[0]() is not before or hl is not snap[1]:
+            return self.update_stats_exact(before, tensors)
+        where = snap[2]
+        if isinstance(where, tuple):  # a shared slot: the helper compares
+            region, slot = where
+            region.fill(slot, 1, tensors)
+            return offload.submit(offload.HelperJob(self.helper, region, slot, b"U", self.update_stats_exact))
+        new = hl.fill(tensors)
+        try:
+            out = hostmath.update_stats(where, new, hl.seg, hl.scratch)
+            if out is None:  # NaN/Inf weights or updates: the exact path
+                return self.update_stats_exact(before, tensors)
+            return torch.from_numpy(out)
+        finally:
+            hl.give(where)
+            hl.give(new)
 
     def update_stats_exact(self, before: torch.Tensor, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """float64 path for any device and any values."""

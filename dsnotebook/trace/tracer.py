@@ -20,9 +20,10 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 from dsnotebook.core.probe import Probe, ProbeContext, StepBatch
-from dsnotebook.core.transfer import HostCopier
+from dsnotebook.core.transfer import HostCopier, resolve
 from dsnotebook.kernels.choice import BACKENDS, make_backend
 from dsnotebook.run import Run
+from dsnotebook.stats.helper import shared_helper
 from dsnotebook.trace import gradscaler
 from dsnotebook.trace.compose import default_probes, validate_options
 from dsnotebook.trace.describe import describe_parameters, describe_run
@@ -83,7 +84,7 @@ class ModelTracer(TracerResults):
         options = {"every": every, "budget": budget, "activations_every": activations_every, "nonfinite": nonfinite,
                    "profile_every": profile_every}
         self.run = Run(rows, describe_run(model, params, optimizers, options), keep=keep)
-        self._copier = HostCopier()
+        self._copier = HostCopier(on_error=self._warn_internal)
         self._backends: dict[torch.device, Any] = {}
         self.probes: list[Probe] = default_probes(every=every, track_updates=track_updates,
                                                    capture_graph=capture_graph, activations_every=activations_every,
@@ -274,6 +275,8 @@ class ModelTracer(TracerResults):
         b = self._backends.get(device)
         if b is None:
             b = self._backends[device] = make_backend(self.backend_choice, device)
+            if device.type == "cpu" and hasattr(b, "use_helper"):  # CPU statistics off the training thread
+                b.use_helper(shared_helper())
             self.run.meta.setdefault("backends", {})[str(device)] = b.name
         return b
 
@@ -281,12 +284,12 @@ class ModelTracer(TracerResults):
         """The backend's statistics of tensors on any mix of devices, rows in input order."""
         devices = {t.device for t in tensors}
         if len(devices) == 1:
-            return self._backend(tensors[0].device).grad_stats(tensors)
+            return resolve(self._backend(tensors[0].device).grad_stats(tensors))
         first = tensors[0].device
         out: list[torch.Tensor | None] = [None] * len(tensors)
         for d in devices:
             idx = [i for i, t in enumerate(tensors) if t.device == d]
-            vals = self._backend(d).grad_stats([tensors[i] for i in idx]).to(first)
+            vals = resolve(self._backend(d).grad_stats([tensors[i] for i in idx])).to(first)
             for k, i in enumerate(idx):
                 out[i] = vals[k]
         return torch.stack(out)

@@ -38,7 +38,7 @@ def _random_set(seed, dtype=torch.float32):
 def test_fast_path_matches_plain(dtype):
     tensors = _random_set(0, dtype)
     backend = TorchStatsBackend()
-    assert backend._workspace(tensors) is not None  # the fast path is what runs here
+    assert backend._host(tensors) is not None  # the fast path is what runs here
     _check(tensors, backend.grad_stats(tensors))
     _check(tensors, backend.grad_stats(tensors))  # buffers reused: same answer
 
