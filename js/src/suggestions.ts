@@ -3,6 +3,7 @@
 // Browser -> kernel: {type: "verify", id}. Text through textContent only.
 import type { Render } from "@anywidget/types";
 import { css, el, formatBytes, text } from "./shared/ui";
+import { loopText } from "./suggestions/loop";
 
 interface Result {
   error?: string;
@@ -19,6 +20,8 @@ interface Result {
   steps_per_block?: number;
   baseline_saved_bytes?: number;
   variant_saved_bytes?: number;
+  // timing: "step" (batches loaded before the clock) or "loop"; with_loading: the loop as it is
+  extra?: Record<string, unknown> | null;
 }
 interface Sugg {
   id: string;
@@ -93,6 +96,9 @@ const STYLE = `
 .dsn-result-refuted { background: #fff1ea; border: 1px solid #f2c2a8; }
 .dsn-result-error { background: #fdeaea; border: 1px solid #f0b4b4; }
 .dsn-result-head { font-weight: 700; }
+.dsn-result-loop { margin-top: 3px; padding-top: 3px; border-top: 1px dashed rgba(0,0,0,.15);
+  color: var(--jp-ui-font-color2, #666); font-size: var(--jp-ui-font-size0, 11px); }
+.dsn-result-loop-note { color: #8a5a00; font-style: italic; }
 `;
 
 function fmt(v: unknown): string {
@@ -150,7 +156,8 @@ const render: Render<Model> = ({ model, el: host }) => {
     const verdict = r.verdict || s.status;
     const d = el("div", `dsn-result dsn-result-${verdict === "verified" ? "verified" : "refuted"}`);
     d.dataset.verdict = verdict;
-    const head = `${verdict} — median speed-up ×${fmt(r.speedup)}`;
+    const onStep = r.extra?.timing === "step";
+    const head = `${verdict} — median speed-up ×${fmt(r.speedup)}${onStep ? " on the step" : ""}`;
     d.appendChild(text("div", "dsn-result-head", head));
     const lines: string[] = [];
     if (r.baseline_s !== undefined && r.variant_s !== undefined)
@@ -161,6 +168,16 @@ const render: Render<Model> = ({ model, el: host }) => {
     if (r.loss_drift !== null && r.loss_drift !== undefined) lines.push(`loss drift ${(100 * r.loss_drift).toFixed(2)}%`);
     if (r.reason) lines.push(r.reason);
     for (const l of lines) d.appendChild(text("div", "", l));
+    const loop = loopText(r.speedup, r.extra);
+    if (loop) {
+      // secondary: what the change gives the loop as it is, data loading included
+      const box = el("div", "dsn-result-loop");
+      box.dataset.disagrees = loop.note ? "1" : "0";
+      if (loop.detail) box.title = loop.detail;
+      box.appendChild(text("div", "dsn-result-loop-line", loop.line));
+      if (loop.note) box.appendChild(text("div", "dsn-result-loop-note", loop.note));
+      d.appendChild(box);
+    }
     return d;
   };
 

@@ -68,7 +68,8 @@ _d = _trace.dashboard
 print("STATE" + json.dumps({"heat": _d.heatmap.selected_module, "graph": _d.graph.selected_module,
       "node": _d.graph.selected_node, "perf": _d.perf.selected_module, "step": _d.graph.step,
       "modules": [t["module"] for t in _trace.run.tensors], "act_steps": _d.graph.steps,
-      "sugg": [[s["id"], s["status"]] for s in _d.suggestions.suggestions]}))'''
+      "sugg": [[s["id"], s["status"]] for s in _d.suggestions.suggestions],
+      "extra": {s["id"]: (s.get("result") or {}).get("extra") for s in _d.suggestions.suggestions}}))'''
 
 GRAPH = ".dsn-graph"
 
@@ -220,7 +221,51 @@ def test_dashboard_suggestions_verify(page: Any, lab: Any, nb: Any) -> None:
     nb.screenshot(page.locator(".dsn-sugg"), "suggestions_verified.png")
     st = _state(nb)
     assert [sid, status] in st["sugg"], st
+    # a loader change (the first card here: data_loader) is timed with its loading: no separate loop figure
+    assert sid != "data_loader" or st["extra"][sid] is None or "with_loading" not in st["extra"][sid], st["extra"][sid]
+    assert sid != "data_loader" or page.locator(f"{sel} .dsn-result-loop").count() == 0
 
+    # a step change is judged on preloaded batches; the loop with its loading is shown beside the verdict
+    step_ids = [i for i in ("mixed_precision", "checkpointing")
+                if page.locator(f".dsn-card[data-id={json.dumps(i)}] .dsn-verify").count()]
+    assert step_ids, "no verifiable step change among the cards"
+    sel = f".dsn-card[data-id={json.dumps(step_ids[0])}]"
+    page.locator(f"{sel} .dsn-verify").click()
+    page.wait_for_selector(f"{sel} .dsn-result .dsn-result-loop", timeout=120000)
+    head = page.locator(f"{sel} .dsn-result-head").text_content() or ""
+    line = page.locator(f"{sel} .dsn-result-loop-line").text_content() or ""
+    assert "on the step" in head, head
+    assert line.startswith("with loading in the loop: ") and "ms/step" in line and "×" in line, line
+    extra = _state(nb)["extra"][step_ids[0]]
+    assert extra["timing"] == "step" and extra["with_loading"]["speedup"] > 0, extra
+    print(f"{step_ids[0]}: {head} | {line}")
+    nb.screenshot(page.locator(sel), "suggestions_step_verified.png")
+
+    # a loop that waits for its data: the reason is spelled out under the loop figure
+    nb.run_new_cell(LOOP_CARD)
+    card = page.locator(".dsn-sugg .dsn-card[data-id=loop_demo]")
+    card.wait_for(timeout=15000)
+    assert card.locator(".dsn-result-loop-line").text_content() == "with loading in the loop: 41.61 → 42.92 ms/step, ×0.97"
+    assert card.locator(".dsn-result-loop-note").text_content() == (
+        "the loop waits for its data: speed up loading to get the step's gain")
+    assert card.locator(".dsn-result-loop").get_attribute("data-disagrees") == "1"
+    nb.screenshot(card, "suggestions_loop_waits.png")
+
+
+# A card as verify() leaves it for a faster step (x1.5) in a loop that waits for its data (x0.97 with
+# its loading): the panel on its own, outside the dashboard.
+LOOP_CARD = '''from dsnotebook.advisor.verify import VerifyResult
+from dsnotebook.widgets.suggestions import SuggestionsWidget
+_r = VerifyResult(variant="bf16 autocast", steps_per_block=8, pairs=3, baseline_s=0.03, variant_s=0.02, speedup=1.5,
+                  speedup_iqr=(1.4, 1.6), pair_speedups=[1.4, 1.5, 1.6], baseline_peak_bytes=None, variant_peak_bytes=None,
+                  baseline_saved_bytes=0, variant_saved_bytes=0, baseline_loss=None, variant_loss=None, loss_drift=None,
+                  verdict="verified", reason="faster by more than the noise")
+_r.extra.update(timing="step", with_loading={"baseline_s": 0.04161, "variant_s": 0.04292, "speedup": 0.9695,
+                                             "speedup_iqr": [0.95, 0.99], "pair_speedups": [0.96, 0.97, 0.98]})
+print(_r)
+SuggestionsWidget([{"id": "loop_demo", "rule": "mixed_precision", "title": "bf16 autocast", "category": "speed",
+                    "severity": "info", "evidence": {}, "gain": "x1.5 on the step", "snippet": "", "verify_hint": "",
+                    "can_verify": False, "status": "verified", "result": _r.to_record()}])'''
 
 BIG = '''
 import numpy as np, time
