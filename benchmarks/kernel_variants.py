@@ -240,6 +240,23 @@ def section_c(n: int) -> None:
                                                       for _ in range(100)]) for _ in range(5)]) * 10
         say(f"    kernel only, 100 launches back to back: {kern:.1f} us per launch (previous kernel {okern:.1f} us)"
             f"  hits {cache.hits}  builds {cache.builds}")
+        from dsnotebook.kernels import layout as L
+
+        sweep = {}
+        orig = L.choose_chunk
+        try:
+            for chunk in (8192, 16384, 32768, 65536):
+                L.choose_chunk = lambda total, c=chunk: c
+                bc = CupyStatsBackend()
+                bc.grad_stats(base)
+                cp_, cd = bc._grad_plans.get(base)
+                ca = cp_.head + (cd[1], cp_.chunk) + cp_.grad_bufs + (cp_.grad_out.data_ptr(),)
+                sweep[chunk] = statistics.median([events_ms(lambda: [bc._launch_packed(cp_, "dsn_grad_stats", ca, ((2, cd[1]),))
+                                                                     for _ in range(100)]) for _ in range(5)]) * 10
+        finally:
+            L.choose_chunk = orig
+        say("    chunk sweep (us per launch, back to back): " + " | ".join(f"{c // 1024}Ki {t:.1f}" for c, t in sweep.items())
+            + f"  (chosen: {L.choose_chunk(sum(t.numel() for t in base)) // 1024}Ki)")
         del base, fresh, pool, moving
         torch.cuda.empty_cache()
 
