@@ -51,7 +51,7 @@ def channel_dim(module: nn.Module, t: torch.Tensor, prev: tuple[tuple[int, ...],
         return 1
     if isinstance(module, _CHANNEL_FIRST_3D):
         return 1
-    if prev is not None and prev[0] == tuple(t.shape) and prev[1] == 1:
+    if prev is not None and prev[0] == t.shape and prev[1] == 1:
         return 1  # e.g. a ReLU right after a Conv1d
     return t.dim() - 1
 
@@ -95,6 +95,9 @@ class _Row:
 
 
 _IDLE, _ARMED, _RECORDING, _DONE = "idle", "armed", "recording", "done"
+_TYPE_KINDS: dict[type, int] = {}  # module type -> rectifier kind of the type itself (0: decided by the output)
+_NODE_KINDS = {**{n: 2 for n in _RECTIFIER_NODES}, **{n: 1 for n in _NONNEG_NODES}}
+_NO_GRAD_FN = torch.empty(0)
 _NO_UNITS = np.zeros(0, np.int32)
 
 
@@ -181,26 +184,40 @@ class ActivationSampler:
                 self._state = _DONE  # one forward per sampled step
 
     def _rows(self, raw: list[tuple[Any, ...]]) -> list[_Row]:
-        """The hooks' tuples as rows: call numbers, aliases, channel dims, rectifier kinds."""
+        """The hooks' tuples as rows: call numbers, aliases, channel dims, rectifier kinds.
+
+        Runs once per sampled step over every module call (a few hundred): the common cases
+        take the short paths (module types looked up once, dims other than 3 need no search,
+        shapes compared as ``torch.Size`` without copies)."""
         rows: list[_Row] = []
         calls: dict[int, int] = {}
         first: dict[int, tuple[int, int]] = {}  # id of an output -> (its row, its version then)
-        prev: tuple[tuple[int, ...], int] | None = None
+        prev: tuple[Any, int] | None = None
+        kinds = _TYPE_KINDS
         for name, module, t, version, tid, kind, seen_version in raw:
-            call = calls.get(id(module), 0)
-            calls[id(module)] = call + 1
+            key = id(module)
+            call = calls.get(key, 0)
+            calls[key] = call + 1
             if t is None or t.numel() == 0:
                 continue
             alias, was = first.get(tid, (-1, 0))
             if alias < 0 or was != seen_version:  # new, or changed in place since (a ReLU(inplace) after a BN)
                 alias = -1
                 first[tid] = (len(rows), seen_version)
+            cls = type(module)
             if kind < 0:
-                kind = rectifier_kind(module, t)
-            dim = channel_dim(module, t, prev)
-            prev = (tuple(t.shape), dim) if dim is not None else None
-            rows.append(_Row(name or "(root)", call, type(module).__name__, t, version,
-                             dim if kind else None, alias, kind))
+                kind = kinds.get(cls, -1)
+                if kind < 0:
+                    kind = kinds[cls] = rectifier_kind(module, _NO_GRAD_FN) if isinstance(module, _RECTIFIERS) else 0
+                if kind == 0:
+                    node = t.grad_fn
+                    if node is not None:
+                        kind = _NODE_KINDS.get(type(node).__name__, 0)
+            nd = t.dim()
+            dim = None if nd < 2 else 1 if nd != 3 else channel_dim(module, t, prev)
+            shape = t.shape
+            prev = (shape, dim) if dim is not None else None
+            rows.append(_Row(name or "(root)", call, cls.__name__, t, version, dim if kind else None, alias, kind))
         return rows
 
     def collect(self, stats: Callable[[list[torch.Tensor]], torch.Tensor]) -> tuple[torch.Tensor, Callable] | None:
