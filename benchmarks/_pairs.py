@@ -25,22 +25,31 @@ def train_block(model: torch.nn.Module, opt: torch.optim.Optimizer, xb: torch.Te
 
 
 def interleaved(tracer: Any, model: torch.nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor,
-                yb: torch.Tensor, pairs: int, steps: int) -> tuple[list[float], list[float], list[float]]:
+                yb: torch.Tensor, pairs: int, steps: int,
+                cpu: dict[str, list[float]] | None = None) -> tuple[list[float], list[float], list[float]]:
     """(plain, traced, ratio) per pair; the tracer (or a peer arm: a callable returning a context
-    manager) is on only for its blocks."""
+    manager) is on only for its blocks.  ``cpu``, when given, receives the training thread's CPU
+    seconds per step of each block (``time.thread_time``: a second witness on a shared machine,
+    blind to time spent waiting and to work done by other threads or processes) under "plain" and
+    "traced"."""
     plain, traced, ratios = [], [], []
     arm = tracer if callable(tracer) and not hasattr(tracer, "attach") else (lambda: tracer)
     for i in range(pairs):
-        t = {}
+        t, c = {}, {}
         for on in ((False, True) if i % 2 == 0 else (True, False)):
+            c0 = time.thread_time()
             if on:
                 with arm():
                     t[on] = train_block(model, opt, xb, yb, steps)
             else:
                 t[on] = train_block(model, opt, xb, yb, steps)
+            c[on] = (time.thread_time() - c0) / steps
         plain.append(t[False])
         traced.append(t[True])
         ratios.append(t[True] / t[False])
+        if cpu is not None:
+            cpu.setdefault("plain", []).append(c[False])
+            cpu.setdefault("traced", []).append(c[True])
     return plain, traced, ratios
 
 

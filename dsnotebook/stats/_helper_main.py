@@ -93,6 +93,11 @@ def main() -> None:
             os.nice(nice)
         except OSError:
             pass
+    if hasattr(os, "sched_setscheduler"):
+        try:  # run only on otherwise idle cycles; any waking thread of the trainer preempts it at once
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            pass
     sock = socket.socket(fileno=fd)
     try:
         serve(sock, idle_s)

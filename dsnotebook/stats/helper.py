@@ -1,21 +1,28 @@
-"""Statistics of CPU tensors computed in a helper process while training goes on.
+"""Statistics of CPU tensors computed in a helper process while training goes on (opt-in).
 
 Why a process and not a thread: the training thread releases the GIL around every torch
-op, and a statistics thread would take it each time one of its numpy calls returns; the
-training thread then waits for it after each op (measured: a step's tracer hooks took
-~0.6 ms instead of ~0.1 ms).  A process has its own interpreter: the training thread
-only copies what the statistics read into shared memory (one ``torch._foreach_copy_``)
-and sends a 9-byte message; the answer comes back the same way and is picked up, in
-submission order, by :class:`dsnotebook.core.transfer.HostCopier` on the training thread,
-like an asynchronous CUDA copy.  So the Run, its listeners and live views still run on
-the training thread only.
+op, and a statistics thread takes it each time one of its numpy calls returns; the
+training thread then waits for it after each op (measured with a thread: the tracer's
+optimizer hooks took ~0.6 ms of wall time per CNN step for ~0.1 ms of their own work).
+A process has its own interpreter: the training thread only copies what the statistics
+read into shared memory (one ``torch._foreach_copy_``) and queues a 9-byte record per job,
+sent once per step; the answers come back the same way and are picked up, in submission
+order, by :class:`dsnotebook.core.transfer.HostCopier` on the training thread, like an
+asynchronous CUDA copy.  So the Run, its listeners and live views still run on the
+training thread only.
 
-The helper (``_helper_main.py``: numpy, no torch, about 0.1 s to start) runs at lower
-priority (``nice`` +10), is shared by every tracer of the process, ends when idle or when
-this process ends, and is restarted on demand.  Until it answers, when its slots are all
-in use (it fell behind) or when it died, the statistics are computed here instead, with
-the same numpy code, so the numbers never depend on where they were computed.  Linux only
-(memfd + SCM_RIGHTS); elsewhere, or with ``DSNOTEBOOK_STATS_HELPER=0``, always here.
+Why opt-in (``DSNOTEBOOK_STATS_HELPER=1``): the helper only uses cycles no one else wants
+(``SCHED_IDLE``), and with torch's default of one intra-op thread per core there are few:
+on 2 cores with 2 torch threads it moved 0.1-1.4 ms of CPU per step off the training
+thread but the steps were not faster (the forward and backward passes slowed by about as
+much; ``benchmarks/overhead.py --helper``).  It pays where cores are left idle (fewer torch
+threads than cores, steps waiting for data).
+
+The helper (``_helper_main.py``: numpy, no torch, about 0.1 s to start) is shared by every
+tracer of the process, ends when idle or when this process ends, and is restarted on
+demand.  Until it answers, when its slots are all in use (it fell behind) or when it died,
+the statistics are computed here instead, with the same numpy code, so the numbers never
+depend on where they were computed.  Linux only (memfd + SCM_RIGHTS).
 """
 from __future__ import annotations
 
@@ -39,8 +46,13 @@ _MAIN = pathlib.Path(__file__).with_name("_helper_main.py")
 
 
 def supported() -> bool:
-    return (sys.platform.startswith("linux") and hasattr(os, "memfd_create") and hasattr(socket, "send_fds")
-            and os.environ.get("DSNOTEBOOK_STATS_HELPER", "1") != "0")
+    """Whether this platform can run the helper (Linux: memfd and fd passing)."""
+    return sys.platform.startswith("linux") and hasattr(os, "memfd_create") and hasattr(socket, "send_fds")
+
+
+def enabled() -> bool:
+    """Whether tracers offload CPU statistics: opt-in, ``DSNOTEBOOK_STATS_HELPER=1`` (see the module docstring)."""
+    return os.environ.get("DSNOTEBOOK_STATS_HELPER", "0") == "1" and supported()
 
 
 class HelperProcess:

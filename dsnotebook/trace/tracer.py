@@ -23,7 +23,7 @@ from dsnotebook.core.probe import Probe, ProbeContext, StepBatch
 from dsnotebook.core.transfer import HostCopier, resolve
 from dsnotebook.kernels.choice import BACKENDS, make_backend
 from dsnotebook.run import Run
-from dsnotebook.stats.helper import shared_helper
+from dsnotebook.stats import helper as stats_helper
 from dsnotebook.trace import gradscaler
 from dsnotebook.trace.compose import default_probes, validate_options
 from dsnotebook.trace.describe import describe_parameters, describe_run
@@ -275,8 +275,8 @@ class ModelTracer(TracerResults):
         b = self._backends.get(device)
         if b is None:
             b = self._backends[device] = make_backend(self.backend_choice, device)
-            if device.type == "cpu" and hasattr(b, "use_helper"):  # CPU statistics off the training thread
-                b.use_helper(shared_helper())
+            if device.type == "cpu" and stats_helper.enabled() and hasattr(b, "use_helper"):
+                b.use_helper(stats_helper.shared_helper())  # CPU statistics in a helper process (opt-in)
             self.run.meta.setdefault("backends", {})[str(device)] = b.name
         return b
 

@@ -227,3 +227,11 @@ def test_worker_failure_is_a_warning_not_an_exception(helper, monkeypatch):
         losses, tracer = _train({}, helper, steps=3)
     assert [e for e in tracer.run.events if "helper broke" in e["detail"]]
     assert any("helper broke" in str(w.message) for w in caught)
+
+
+def test_tracers_offload_only_when_asked(monkeypatch):
+    model = tiny_cnn()
+    monkeypatch.delenv("DSNOTEBOOK_STATS_HELPER", raising=False)
+    assert ModelTracer(model)._backend(torch.device("cpu")).helper is None
+    monkeypatch.setenv("DSNOTEBOOK_STATS_HELPER", "1")
+    assert ModelTracer(model)._backend(torch.device("cpu")).helper is helper_mod.shared_helper()
