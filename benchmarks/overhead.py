@@ -18,18 +18,24 @@ Without scikit-learn the models train on random 8x8 images of the digits' shape.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import pathlib
 import statistics
+import sys
 import time
 
 import torch
 
-from dsnotebook import ModelTracer
-from dsnotebook.examples import DigitsCNN, DigitsTransformer
-from dsnotebook.stats import helper as stats_helper
-from dsnotebook.stats.helper import shared_helper
+if importlib.util.find_spec("dsnotebook") is None:  # run from a checkout without PYTHONPATH=.
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from _pairs import interleaved, overhead_pct, train_block
-from _peers import arms as peer_arms
+from dsnotebook import ModelTracer  # noqa: E402
+from dsnotebook.examples import DigitsCNN, DigitsTransformer  # noqa: E402
+from dsnotebook.stats import helper as stats_helper  # noqa: E402
+from dsnotebook.stats.helper import shared_helper  # noqa: E402
+
+from _pairs import interleaved, overhead_pct, train_block  # noqa: E402
+from _peers import arms as peer_arms  # noqa: E402
 
 
 def digits(batch: int) -> tuple[torch.Tensor, torch.Tensor, str]:

@@ -74,7 +74,7 @@ def run_job(regions: dict[int, _Region], kind: bytes, lid: int, slot: int) -> by
     try:
         r = regions[lid]
         a, b, out = r.slots[slot]
-        if kind == b"G":
+        if kind == b"G":  # the parent checked the gradients are finite
             out[:, :] = hostmath.grad_stats(a, r.seg, r.scratch)
             return b"D\0"
         res = hostmath.update_stats(a, b, r.seg, r.scratch)

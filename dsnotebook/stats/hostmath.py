@@ -18,6 +18,7 @@ else:  # imported by the helper process as a plain module (its directory on sys.
     from layout import (COL_ABSMAX, COL_NONFINITE, COL_SUM, COL_SUMSQ, COL_ZEROS, GRAD_COLS, HIST_BINS,  # type: ignore
                         HIST_EXP_MIN, HIST_OFFSET, UCOL_CHANGED, UCOL_DIFFSQ, UCOL_WEIGHTSQ, UPDATE_COLS)
 
+_INF_BITS = 0x7F800000  # |x| bits at or above: infinity or NaN
 _SLOTS = 257  # per tensor: 0 = exact zero, 1 = subnormal, e + 1 = biased exponent e (1..255)
 _FIRST_BIN = 127 + HIST_EXP_MIN - 1  # biased exponent of histogram bin 1's upper neighbour - 1
 # Slots -> histogram bins, as starts of runs of slots: bin 0 <- slot 0 (zeros), bin 1 <- slots
@@ -52,12 +53,16 @@ def all_finite(buf: np.ndarray) -> bool:
     return bool(np.isfinite(buf.max()) and np.isfinite(buf.min()))
 
 
-def grad_stats(buf: np.ndarray, layout: Segments, s: Scratch) -> np.ndarray:
-    """``[n, GRAD_COLS]`` float64 statistics of a buffer whose values are all finite."""
+def grad_stats(buf: np.ndarray, layout: Segments, s: Scratch) -> np.ndarray | None:
+    """``[n, GRAD_COLS]`` float64 statistics, or None when a value is not finite (the exact
+    path decides then; the check costs nothing extra: it is the abs-max's pass)."""
     n, starts = layout.n, layout.starts
     out = np.empty((n, GRAD_COLS), dtype=np.float64)
     ab = np.bitwise_and(buf.view(np.int32), 0x7FFFFFFF, out=s.ab)  # bits of |x|: ordered like |x|
-    out[:, COL_ABSMAX] = np.maximum.reduceat(ab, starts).view(np.float32)
+    top = np.maximum.reduceat(ab, starts)
+    if int(top.max()) >= _INF_BITS:
+        return None
+    out[:, COL_ABSMAX] = top.view(np.float32)
     x = s.x64
     np.copyto(x, buf)
     out[:, COL_SUM] = np.add.reduceat(x, starts)

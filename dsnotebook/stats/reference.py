@@ -143,11 +143,10 @@ class TorchStatsBackend:
             return self.grad_stats_exact(tensors) if job is offload.NONFINITE else job
         buf = hl.fill(tensors)
         try:
-            if not hostmath.all_finite(buf):
-                return self.grad_stats_exact(tensors)
-            return torch.from_numpy(hostmath.grad_stats(buf, hl.seg, hl.scratch))
+            out = hostmath.grad_stats(buf, hl.seg, hl.scratch)
         finally:
             hl.give(buf)
+        return self.grad_stats_exact(tensors) if out is None else torch.from_numpy(out)
 
     def grad_stats_exact(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """float64 path for any device and any values (NaN, Inf, huge magnitudes)."""

@@ -85,3 +85,15 @@ def test_hist_edges_are_powers_of_two():
     edges = hist_bin_edges()
     assert edges[0] == 0 and len(edges) == 64
     assert all(b == 2 * a for a, b in zip(edges[1:], edges[2:]))
+
+
+def test_fast_path_on_finite_extremes_matches_the_exact_path():
+    """Huge (squares beyond float32), subnormal, signed zeros, histogram edges: all on the fast path."""
+    vals = [0.0, -0.0, 1e-45, -1e-44, 1e-40, 2.0 ** -46, 2.0 ** -47, 1.5 * 2.0 ** -45, 2.0 ** 15.5, 2.0 ** 16,
+            65504.0, 3.0e38, -3.3e38, 1.0, -1.0, 1e-30, 1e30]
+    tensors = [torch.tensor(vals), torch.full((33,), 3.0e38), torch.zeros(5), torch.randn(6, 4).t()]
+    backend = TorchStatsBackend()
+    got, exact = backend.grad_stats(tensors), backend.grad_stats_exact(tensors)
+    assert torch.equal(got[:, 2:], exact[:, 2:])  # abs-max, counts and histogram exactly
+    torch.testing.assert_close(got, exact, rtol=1e-12, atol=0)
+    _check(tensors, got)
