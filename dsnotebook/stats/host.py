@@ -22,6 +22,7 @@ from dsnotebook.stats import hostmath
 
 FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 POOL_LIMIT = 4  # spare buffers kept per layout
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
 class Layout:
@@ -66,13 +67,13 @@ class Layout:
 
 def layout_key(tensors: Sequence[torch.Tensor]) -> tuple[torch.Size, ...] | None:
     """The layout these tensors share, or None when the fast path does not serve them
-    (not CPU, an empty tensor, a dtype other than float32/float16/bfloat16, sparse).
+    (not CPU, an empty tensor, a dtype other than float32/float16/bfloat16, sparse, a tensor subclass).
     Per step and tensor on the training thread: only the cheapest attribute reads."""
     if not tensors:
         return None
-    strided, fast = torch.strided, FAST_DTYPES
-    for t in tensors:
-        if not t.is_cpu or t.dtype not in fast or t.layout != strided:
+    strided, fast, plain = torch.strided, FAST_DTYPES, _PLAIN
+    for t in tensors:  # subclasses (DTensor, fake or functional tensors) take the exact path: no copy into numpy
+        if type(t) not in plain or not t.is_cpu or t.dtype not in fast or t.layout != strided:
             return None
     key = tuple(t.shape for t in tensors)
     return None if any(0 in s for s in key) else key

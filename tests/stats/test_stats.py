@@ -97,3 +97,14 @@ def test_fast_path_on_finite_extremes_matches_the_exact_path():
     assert torch.equal(got[:, 2:], exact[:, 2:])  # abs-max, counts and histogram exactly
     torch.testing.assert_close(got, exact, rtol=1e-12, atol=0)
     _check(tensors, got)
+
+
+def test_tensor_subclasses_take_the_exact_path():
+    """DTensor and other subclasses are never copied into the fast path's numpy buffer."""
+    class Sub(torch.Tensor):
+        pass
+
+    tensors = [torch.randn(5, 3).as_subclass(Sub), torch.randn(4)]
+    backend = TorchStatsBackend()
+    assert backend._host(tensors) is None and backend._host([torch.randn(4)]) is not None
+    _check(tensors, backend.grad_stats(tensors))
