@@ -102,6 +102,9 @@ class TraceMagics(Magics):
                    "recording within --budget, with a cheap every-step sentinel (global norm, non-finite)")
     @argument("--budget", type=_budget, default=None, metavar="PCT",
               help="with --every auto (implied): recording costs at most PCT of the step time, e.g. 2%% (default 2%%)")
+    @argument("--update-every", type=int, default=1, metavar="K",
+              help="update statistics (||dw||/||w||) on every K-th recorded step only (default 1: every recorded "
+                   "step); on large models they cost a snapshot of every weight")
     @argument("--keep", "-k", type=int, default=1000,
               help="training steps kept in memory; older ones are thinned, not dropped (default 1000)")
     @argument("--backend", default="auto", help=f"statistics backend: {', '.join(BACKENDS)} (default auto)")
@@ -133,6 +136,8 @@ class TraceMagics(Magics):
             raise UsageError(f"%%deepseek_trace: bad options {line!r}") from exc
         if args.every != "auto" and args.every < 1:
             raise UsageError(f"--every must be >= 1 or auto, got {args.every}")
+        if args.update_every < 1:
+            raise UsageError(f"--update-every must be >= 1, got {args.update_every}")
         if args.keep < 4:
             raise UsageError(f"--keep must be >= 4, got {args.keep}")
         if args.activations_every is not None and args.activations_every < 1:
@@ -154,7 +159,7 @@ class TraceMagics(Magics):
             tracer = ModelTracer(model, opt, every=args.every, budget=args.budget, keep=args.keep, backend=args.backend,
                                  activations_every=args.activations_every, nonfinite=args.nonfinite,
                                  capture_graph=not args.no_graph, profile_every=args.profile_every,
-                                 log_dir=args.log_dir)
+                                 log_dir=args.log_dir, update_every=args.update_every)
         except (TypeError, ValueError, FileExistsError, RunDirBusy) as exc:
             raise UsageError(f"%%deepseek_trace: {exc}") from exc
         tracer.run.meta["command"] = f"%%deepseek_trace {line}".strip()

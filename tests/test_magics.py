@@ -61,7 +61,7 @@ def test_ambiguous_models_list_candidates(ip):
     ("--every 0", "--every"), ("--every abc", "expected a number of steps or auto"), ("--bogus", "unrecognized arguments: --bogus"), ("--keep 2", "--keep"),
     ("--model nothere", "no variable named 'nothere'"), ("--model opt", "not a torch.nn.Module"),
     ("--optimizer model", "not a torch.optim.Optimizer"), ("--backend gpu", "--backend"),
-    ("--name 1x", "identifier"),
+    ("--name 1x", "identifier"), ("--update-every 0", "--update-every"), ("--update-every x", "invalid int value"),
 ])
 def test_bad_options_raise_usage_error(ip, line, message):
     with pytest.raises(UsageError, match=message):
@@ -111,3 +111,12 @@ for _ in range(5):
     opt.zero_grad(); model(torch.randn(4, 3)).sum().backward(); opt.step()
 """
 
+
+
+def test_update_every(ip):
+    """--update-every 3: gradient statistics every step, update statistics on steps 0, 3 (of 0..5)."""
+    ip.run_cell_magic("deepseek_trace", "--no-widget --no-graph --update-every 3", TRAIN)
+    run = ip.user_ns["_trace"].run
+    assert run.steps == list(range(6))
+    assert [s for s in run.steps if run.updates_at(s) is not None] == [0, 3]
+    assert all(run.has_grads(s) for s in run.steps)

@@ -9,6 +9,7 @@ each rank's local tensors and gathers them to rank 0 as whole-job statistics.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Sequence
 
 from dsnotebook.calls.probe import CallsProbe
@@ -35,10 +36,11 @@ def _positive(name: str, value: object, optional: bool = False) -> None:
 
 
 def validate_options(*, every: object, backend: object, activations_every: object, nonfinite: object,
-                     profile_every: object, budget: object = None) -> None:
+                     profile_every: object, budget: object = None, update_every: object = 1) -> None:
     """Clear errors for bad options before anything is hooked."""
     if every != AUTO:
         _positive("every", every)
+    _positive("update_every", update_every)
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
                                or not 0 < budget < 1):
         raise ValueError(f"budget must be a fraction of the step time between 0 and 1 (0.02 = 2%), got {budget!r}")
@@ -52,20 +54,26 @@ def validate_options(*, every: object, backend: object, activations_every: objec
 
 def default_probes(*, every: int | str, track_updates: bool, capture_graph: bool, activations_every: int | None,
                    nonfinite: str, profile_every: int | None, extra: Sequence[Probe] = (),
-                   log_dir: str | os.PathLike[str] | None = None, budget: float | None = None) -> list[Probe]:
+                   log_dir: str | os.PathLike[str] | None = None, budget: float | None = None,
+                   update_every: int = 1) -> list[Probe]:
     ranks = [p for p in extra if isinstance(p, RankStatsProbe)]
     job = world()
     if ranks or (job is not None and job.size > 1):
         rank_probe = ranks[0] if ranks else RankStatsProbe()
         rank_probe.configure(every=every if isinstance(every, int) else 1, track_updates=track_updates,
                             align_every=activations_every)
+        if update_every != 1:
+            warnings.warn("update_every is not applied under torch.distributed: the rank statistics probe records "
+                          "update statistics on every recorded step", stacklevel=3)
         probes: list[Probe] = [rank_probe]
         extra = [p for p in extra if p is not rank_probe]
     else:
         schedule = Schedule(every, budget if budget is not None else DEFAULT_BUDGET)
         probes = [GradStatsProbe(schedule)]
         if track_updates:
-            probes.append(UpdateStatsProbe(schedule))
+            # update_every=k: update statistics on every k-th recorded step (their memory traffic, 16 B per
+            # fp32 parameter, is ~1-2% of a host-bound bf16 GPT-2 step on an H200 by itself)
+            probes.append(UpdateStatsProbe(schedule, stride=update_every))
     if capture_graph:
         probes.append(GraphProbe())
     if activations_every is not None:

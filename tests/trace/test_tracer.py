@@ -337,3 +337,23 @@ def test_steps_skipped_by_gradscaler_are_recorded():
     upd = tracer.to_dataframe("updates")
     assert (upd.query("step == 2").changed_frac == 0).all() and (upd.query("step == 3").changed_frac > 0).any()
     assert any("GradScaler skipped" in e["detail"] and e["step"] == 2 for e in tracer.run.events)
+
+
+def test_update_every_records_updates_on_every_kth_recorded_step():
+    """update_every=2 with every=2: grads on 0, 2, 4, 6; updates on 0 and 4; bad values are clear errors."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    tracer = ModelTracer(model, opt, every=2, update_every=2, capture_graph=False)
+    with tracer:
+        for _ in range(8):
+            opt.zero_grad()
+            model(torch.randn(5, 3)).pow(2).mean().backward()
+            opt.step()
+    run = tracer.run
+    assert [s for s in range(8) if run.has_grads(s)] == [0, 2, 4, 6]
+    assert [s for s in range(8) if run.updates_at(s) is not None] == [0, 4]
+    assert run.meta["update_every"] == 2
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="update_every"):
+            ModelTracer(model, opt, update_every=bad)
