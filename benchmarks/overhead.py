@@ -110,7 +110,8 @@ def main() -> None:
         name, cls, batch = models[key]
         for r in measure(name, cls(), batch, args.pairs, args.steps, args.every, peers, args.helper):
             print(f"{r['model']:<22}{r['arm']:<12}{r['tensors']:>8}{r['batch']:>6}{r['plain_ms']:>10.2f}"
-                  f"{r['traced_ms']:>11.2f}{r['overhead_pct']:>9.1f}%  [{r['iqr_pct'][0]:+5.1f}%, {r['iqr_pct'][1]:+5.1f}%]"
+                  f"{r['traced_ms']:>11.2f}{r['overhead_pct']:>9.1f}%"
+                  f"  [{r['iqr_pct'][0]:+5.1f}%, {r['iqr_pct'][1]:+5.1f}%]"
                   f"{r['cpu_plain_us']:>14.0f}{r['cpu_traced_us'] - r['cpu_plain_us']:>+9.0f}"
                   f"{r['helper_jobs_per_step']:>10.2f}", flush=True)
     print(f"input: {r['data']}")
