@@ -163,11 +163,32 @@ def hook_modules(model: nn.Module, pre: Callable[..., Any] | None, post: Callabl
     """
     if not with_kwargs:
         names = _names_by_id(model, modules)
+        # Global hooks run before a module's own: a module with hooks of its own (FSDP2's
+        # unshard/all-gather, a user's hook) keeps per-module hooks registered after them, so
+        # their work stays outside our pre/post brackets (a rank waiting in an all-gather is
+        # waiting, not computing).
+        pairs = modules if modules is not None else _modules_with_own_hooks(model)
+        own = [(n, m) for n, m in pairs if m._forward_pre_hooks or m._forward_hooks]
+        if own:
+            names = {k: v for k, v in names.items() if k not in {id(m) for _, m in own}}
         sub = _Subscription(names, pre, post)
         _DISPATCH.subscribe(sub)
         hooks.add(sub, count=len(names) * ((pre is not None) + (post is not None)))
+        _hook_each(own, pre, post, hooks)
         return
-    for name, mod in (modules if modules is not None else named_modules(model)):
+    _hook_each(modules if modules is not None else named_modules(model), pre, post, hooks)
+
+
+def _modules_with_own_hooks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, module) of the modules that carry forward hooks of their own (usually none)."""
+    if not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules()):
+        return []
+    return named_modules(model)
+
+
+def _hook_each(pairs: list[tuple[str, nn.Module]], pre: Callable[..., Any] | None, post: Callable[..., Any] | None,
+               hooks: HookSet) -> None:
+    for name, mod in pairs:
         if pre is not None:
             hooks.add(mod.register_forward_pre_hook(_pre_hook(pre, name), with_kwargs=True))
         if post is not None:

@@ -84,3 +84,26 @@ def test_replaced_module_gets_its_new_name_map():
     model(torch.randn(1, 4))
     hooks.remove()
     assert ("0", model[0]) in log
+
+
+def test_shared_hooks_run_after_a_modules_own_hooks():
+    """A module with hooks of its own (FSDP2's all-gather, a user's hook) is bracketed inside them:
+    its own pre-hook runs before ours, so its waiting is not counted as the module's compute."""
+    from torch import nn
+    from dsnotebook.core.hooks import HookSet, hook_modules
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    order: list[str] = []
+    own = model[1].register_forward_pre_hook(lambda m, a: order.append("own pre"))
+    own_post = model[1].register_forward_hook(lambda m, a, o: order.append("own post"))
+    hooks = HookSet()
+    hook_modules(model, lambda name, *a: order.append(f"pre {name}"), lambda name, *a: order.append(f"post {name}"),
+                 hooks, with_kwargs=False)
+    model(torch.zeros(1, 2))
+    hooks.remove()
+    own.remove(), own_post.remove()
+    i = order.index("own pre")
+    assert order[i + 1] == "pre 1", order  # ours after theirs
+    assert order.index("own post") < order.index("post 1"), order
+    assert "pre 0" in order and "post 0" in order  # the others through the shared hooks
+    assert len(hooks) == 0
