@@ -10,12 +10,13 @@ import torch
 from _gpu_common import PROFILES, _iqr, _med, say
 
 # ---------------------------------------------------------------------------- bench 3
-def _resnet_step(bf16: bool):
+def _resnet_step(bf16: bool, dev: str = "cuda", batch: int = 64):
+    """torchvision ResNet-50, SGD with momentum; bf16: autocast + channels_last (model and input)."""
     import torchvision
 
-    model = torchvision.models.resnet50().cuda()
-    x = torch.randn(64, 3, 224, 224, device="cuda")
-    y = torch.randint(0, 1000, (64,), device="cuda")
+    model = torchvision.models.resnet50().to(dev)
+    x = torch.randn(batch, 3, 224, 224, device=dev)
+    y = torch.randint(0, 1000, (batch,), device=dev)
     if bf16:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -23,7 +24,7 @@ def _resnet_step(bf16: bool):
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
             loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
@@ -31,16 +32,20 @@ def _resnet_step(bf16: bool):
     return model, opt, step
 
 
-def _gpt2_step():
+def _gpt2_step(bf16: bool = False, dev: str = "cuda", shape: tuple[int, int] = (8, 512)):
+    """GPT-2 124M (transformers config, random init), AdamW; bf16: autocast around forward and loss."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    model = GPT2LMHeadModel(GPT2Config()).cuda()
-    ids = torch.randint(0, 50257, (8, 512), device="cuda")
+    cfg = GPT2Config()
+    model = GPT2LMHeadModel(cfg).to(dev)
+    ids = torch.randint(0, cfg.vocab_size, shape, device=dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        model(input_ids=ids, labels=ids).loss.backward()
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
         opt.step()
 
     return model, opt, step

@@ -42,48 +42,11 @@ from typing import Any, Callable
 
 import torch
 
+from _gpu_e2e import _gpt2_step, _resnet_step  # noqa: E402
+
 BASE = dict(every=10**9, track_updates=False, capture_graph=False, nonfinite="off", keep=64)
 ARMS = {"base": {}, "act10": dict(activations_every=10), "nonfinite": dict(nonfinite="cheap"),
         "prof10": dict(profile_every=10)}
-
-
-def _resnet(bf16: bool, dev: str, batch: int = 64) -> tuple[Any, Any, Callable[[], None]]:
-    import torchvision
-
-    model = torchvision.models.resnet50().to(dev)
-    x = torch.randn(batch, 3, 224, 224, device=dev)
-    y = torch.randint(0, 1000, (batch,), device=dev)
-    if bf16:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-
-    return model, opt, step
-
-
-def _gpt2(dev: str, shape: tuple[int, int] = (8, 512)) -> tuple[Any, Any, Callable[[], None]]:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    cfg = GPT2Config()
-    model = GPT2LMHeadModel(cfg).to(dev)
-    ids = torch.randint(0, cfg.vocab_size, shape, device=dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(dev, dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        opt.step()
-
-    return model, opt, step
 
 
 def _tiny_cnn(dev: str) -> tuple[Any, Any, Callable[[], None]]:
@@ -102,12 +65,12 @@ def _tiny_cnn(dev: str) -> tuple[Any, Any, Callable[[], None]]:
     return model, opt, step
 
 
-CASES = {"resnet50-fp32": lambda d: _resnet(False, d), "resnet50-bf16cl": lambda d: _resnet(True, d),
-         "gpt2-bf16": lambda d: _gpt2(d)}
+CASES = {"resnet50-fp32": lambda d: _resnet_step(False, d), "resnet50-bf16cl": lambda d: _resnet_step(True, d),
+         "gpt2-bf16": lambda d: _gpt2_step(True, d)}
 # The same models at a size where every step is launch-bound (the GPU never holds the host
 # back): per-step wall time is then host time, and the features' extra is their host cost.
-SMALL = {"resnet50-fp32": lambda d: _resnet(False, d, 2), "resnet50-bf16cl": lambda d: _resnet(True, d, 2),
-         "gpt2-bf16": lambda d: _gpt2(d, (1, 64))}
+SMALL = {"resnet50-fp32": lambda d: _resnet_step(False, d, 2), "resnet50-bf16cl": lambda d: _resnet_step(True, d, 2),
+         "gpt2-bf16": lambda d: _gpt2_step(True, d, (1, 64))}
 SMOKE = {"tiny-cnn": _tiny_cnn}
 
 

@@ -321,15 +321,7 @@ def section_e(rounds: int, steps: int) -> None:
     from dsnotebook.params.schedule import Schedule
     from dsnotebook.params.updates import UpdateStatsProbe
 
-    model, opt, _ = _gpt2_step()
-    ids = torch.randint(0, 50257, (8, 512), device="cuda")
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        opt.step()
+    model, opt, step = _gpt2_step(bf16=True)
 
     def tracer(**upd):
         probes = [] if upd.get("off") else [UpdateStatsProbe(Schedule(1), **upd)]
