@@ -99,6 +99,26 @@ class _Int8(Method):
                      f"not handled by this backend)")
         return note
 
+    def apply(self, model: nn.Module, ctx: Context, only: set[str] | None = None) -> Compressed:
+        backend = self.choose()
+        self._check(backend)
+        names, total = self._names(model, backend, only)
+        notes = [self._note(model, names, total, backend)]
+        if backend == "torchao":
+            _torchao_quantize(model, self.config_name, names)
+            label = f"{_torchao_version()} {self.config_name}"
+        else:
+            model, label = self._apply_without_torchao(model, ctx, names, notes)
+        return Compressed(model, label, notes, {"layers": sorted(names)})
+
+    def _check(self, backend: str) -> None:
+        """Refuse a backend this method cannot use (before any layer is touched)."""
+
+    def _apply_without_torchao(self, model: nn.Module, ctx: Context, names: set[str],
+                               notes: list[str]) -> tuple[nn.Module, str]:
+        """Quantize ``names`` with the non-torchao backend; returns (model, label), may add notes."""
+        raise NotImplementedError
+
 
 class DynamicInt8(_Int8):
     """Int8 weights and activations quantized on the fly per call (Linear layers)."""
@@ -116,29 +136,24 @@ class DynamicInt8(_Int8):
         raise NotApplicable("dynamic int8 needs torchao (pip install 'dsnotebook[compress]'): this torch has no "
                             "torch.ao.quantization.quantize_dynamic any more")
 
-    def apply(self, model: nn.Module, ctx: Context, only: set[str] | None = None) -> Compressed:
-        backend = self.choose()
+    def _check(self, backend: str) -> None:
         if backend == "reference":
             raise NotApplicable("the reference backend does weight-only int8 only; use torchao or torch.ao here")
-        names, total = self._names(model, backend, only)
-        notes = [self._note(model, names, total, backend)]
-        if backend == "torchao":
-            _torchao_quantize(model, self.config_name, names)
-            label = f"{_torchao_version()} {self.config_name}"
-        else:
-            qd = _torch_ao_dynamic()
-            if qd is None:
-                raise NotApplicable("torch.ao.quantization.quantize_dynamic is not in this torch; install torchao")
-            if ctx.device.type != "cpu":
-                raise NotApplicable(f"torch.ao dynamic quantization runs on the CPU only (model on {ctx.device}); "
-                                    "torchao has GPU kernels")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                warnings.filterwarnings("ignore", message=".*deprecated.*")
-                model = qd(model, names, dtype=torch.qint8, inplace=True)
-            label = "torch.ao.quantization.quantize_dynamic (fallback, deprecated in torch)"
-            notes.append("backend: torch.ao fallback (torchao is not installed, or was not chosen)")
-        return Compressed(model, label, notes, {"layers": sorted(names)})
+
+    def _apply_without_torchao(self, model: nn.Module, ctx: Context, names: set[str],
+                               notes: list[str]) -> tuple[nn.Module, str]:
+        qd = _torch_ao_dynamic()
+        if qd is None:
+            raise NotApplicable("torch.ao.quantization.quantize_dynamic is not in this torch; install torchao")
+        if ctx.device.type != "cpu":
+            raise NotApplicable(f"torch.ao dynamic quantization runs on the CPU only (model on {ctx.device}); "
+                                "torchao has GPU kernels")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*deprecated.*")
+            model = qd(model, names, dtype=torch.qint8, inplace=True)
+        notes.append("backend: torch.ao fallback (torchao is not installed, or was not chosen)")
+        return model, "torch.ao.quantization.quantize_dynamic (fallback, deprecated in torch)"
 
 
 class Int8WeightOnly(_Int8):
@@ -157,27 +172,20 @@ class Int8WeightOnly(_Int8):
     def targets(self, backend: str) -> tuple[type, ...]:
         return (nn.Linear,) if backend == "torchao" else COMPRESSIBLE
 
-    def apply(self, model: nn.Module, ctx: Context, only: set[str] | None = None) -> Compressed:
-        backend = self.choose()
-        names, total = self._names(model, backend, only)
-        notes = [self._note(model, names, total, backend)]
-        if backend == "torchao":
-            _torchao_quantize(model, self.config_name, names)
-            label = f"{_torchao_version()} {self.config_name}"
-        else:
-            for name in sorted(names):
-                layer = model.get_submodule(name)
-                if isinstance(layer, nn.Linear):
-                    new: nn.Module = Int8WeightOnlyLinear(layer)
-                elif getattr(layer, "padding_mode", "zeros") == "zeros":
-                    new = Int8WeightOnlyConv(layer)
-                else:
-                    continue
-                _replace(model, name, new)
-            label = "dsnotebook reference int8 weight-only (dequantized per call)"
-            notes.append("reference backend: weights stored as int8 + per-channel scales; they are dequantized "
-                         "at every call, so the arithmetic (and the speed) stays fp32")
-        return Compressed(model, label, notes, {"layers": sorted(names)})
+    def _apply_without_torchao(self, model: nn.Module, ctx: Context, names: set[str],
+                               notes: list[str]) -> tuple[nn.Module, str]:
+        for name in sorted(names):
+            layer = model.get_submodule(name)
+            if isinstance(layer, nn.Linear):
+                new: nn.Module = Int8WeightOnlyLinear(layer)
+            elif getattr(layer, "padding_mode", "zeros") == "zeros":
+                new = Int8WeightOnlyConv(layer)
+            else:
+                continue
+            _replace(model, name, new)
+        notes.append("reference backend: weights stored as int8 + per-channel scales; they are dequantized "
+                     "at every call, so the arithmetic (and the speed) stays fp32")
+        return model, "dsnotebook reference int8 weight-only (dequantized per call)"
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
