@@ -37,3 +37,19 @@ def plain_grad_stats(t: torch.Tensor) -> dict:
 def tiny_cnn() -> torch.nn.Module:
     return torch.nn.Sequential(
         torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 10))
+
+
+def classification_step(model: torch.nn.Module, opt: torch.optim.Optimizer, after=None):
+    """step(batch) -> loss: zero_grad, cross-entropy on (x, y), backward, optimizer step; then ``after()``."""
+    import torch.nn.functional as F
+
+    def step(batch):
+        x, y = batch
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        if after is not None:
+            after()
+        return loss
+    return step

@@ -14,12 +14,12 @@ import time
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from dsnotebook.advisor.variants import Prefetcher, Variant, faster_loading
 from dsnotebook.advisor.verify import verify_variant
+from helpers import classification_step
 
 ITEM_S, BATCH = 0.002, 32
 
@@ -51,14 +51,7 @@ def tiny_step():
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
 
-    def step(batch):
-        x, y = batch
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-    return model, opt, step
+    return model, opt, classification_step(model, opt)
 
 
 @pytest.mark.parametrize("block", [2, 8, 20])

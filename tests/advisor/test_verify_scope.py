@@ -27,6 +27,7 @@ from dsnotebook.advisor import advise
 from dsnotebook.advisor.variants import Variant, faster_loading
 from dsnotebook.advisor.verify import verify_variant
 from fakes import H100, cpu_profile, perf_run
+from helpers import classification_step
 
 LOAD_S, STEP_A, STEP_B, BATCH = 0.030, 0.020, 0.010, 4
 
@@ -76,15 +77,9 @@ def make_step(clock: VirtualClock):
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
 
-    def step(batch):
-        x, y = batch
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
+    def advance() -> None:
         clock.t += STEP_B if FAST["on"] else STEP_A
-        return loss
-    return model, opt, step
+    return model, opt, classification_step(model, opt, after=advance)
 
 
 def test_a_faster_step_is_judged_on_the_step_not_on_the_loop_with_its_loading(clock):
@@ -166,13 +161,7 @@ def test_the_variant_reaches_the_model_the_step_uses(clock):
         with faster_step(), torch.autocast("cpu", dtype=torch.bfloat16):
             yield
 
-    def step(batch):
-        x, y = batch
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
+    step = classification_step(model, opt)
     from dsnotebook.advisor.variants import to_channels_last
 
     data = [(torch.randn(4, 3, 10, 10), torch.tensor([0, 1, 2, 0])) for _ in range(6)]
