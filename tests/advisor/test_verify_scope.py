@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import dsnotebook.advisor.verify as verify_mod
 from dsnotebook.advisor import advise
-from dsnotebook.advisor.variants import Variant, faster_loading
+from dsnotebook.advisor.variants import Variant
 from dsnotebook.advisor.verify import verify_variant
 from fakes import H100, cpu_profile, perf_run
 from helpers import classification_step
