@@ -236,14 +236,35 @@ const render: Render<Model> = ({ model, el: host }) => {
     return c;
   };
 
+  // Cards are keyed by id and rebuilt only when what they show changed: a progress tick or a
+  // verdict redraws its own card, the others keep their nodes (focus, selection, no flicker).
+  const style = css(STYLE);
+  const cards = el("div", "dsn-cards");
+  const built = new Map<string, { sig: string; node: HTMLElement }>();
+  const signature = (s: Sugg): string => {
+    const prog = model.get("progress") || {};
+    return JSON.stringify([s, prog.running === true, prog.id === s.id ? prog : null, copied.get(s.id) || ""]);
+  };
+
   const draw = () => {
     const list = model.get("suggestions") || [];
     const head = text("div", "dsn-sugg-head", `${model.get("title") || "suggestions"} (${list.length})`);
-    const parts: HTMLElement[] = [css(STYLE), head];
+    const parts: HTMLElement[] = [style, head];
     if (model.get("status")) parts.push(text("div", "dsn-hint", model.get("status")));
     if (!list.length) parts.push(text("div", "dsn-sugg-empty", "no suggestions yet: call _trace.advise() after some steps"));
-    const cards = el("div", "dsn-cards");
-    for (const s of list) cards.appendChild(card(s));
+    const nodes: HTMLElement[] = [];
+    const seen = new Set<string>();
+    for (const s of list) {
+      const sig = signature(s);
+      const old = seen.has(s.id) ? undefined : built.get(s.id);
+      const node = old && old.sig === sig ? old.node : card(s);
+      if (!seen.has(s.id)) built.set(s.id, { sig, node });
+      seen.add(s.id);
+      nodes.push(node);
+    }
+    for (const id of [...built.keys()]) if (!seen.has(id)) built.delete(id);
+    const same = nodes.length === cards.children.length && nodes.every((n, i) => cards.children[i] === n);
+    if (!same) cards.replaceChildren(...nodes);
     parts.push(cards);
     root.replaceChildren(...parts);
     root.dataset.draws = String(++draws);

@@ -238,7 +238,16 @@ class NotebookDriver:
     def screenshot(self, target: Any, name: str) -> pathlib.Path:
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / name
-        target.screenshot(path=str(path))
+        # A panel may redraw a card between Playwright's lookup and its capture (a late progress or
+        # verdict message): take the element again rather than fail on a screenshot.
+        for attempt in range(5):
+            try:
+                target.screenshot(path=str(path), timeout=10000)
+                return path
+            except Exception as e:  # playwright's Error; the browser tests import no playwright types
+                if attempt == 4 or "not attached" not in str(e) and "not stable" not in str(e):
+                    raise
+                time.sleep(0.5)
         return path
 
 

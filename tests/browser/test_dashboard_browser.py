@@ -218,6 +218,7 @@ def test_dashboard_suggestions_verify(page: Any, lab: Any, nb: Any) -> None:
     status = page.locator(f".dsn-card[data-id={json.dumps(sid)}]").get_attribute("data-status")
     assert status in ("verified", "refuted"), (status, res)
     assert "ms/step" in res and "×" in res, res
+    page.wait_for_selector(f"{sel} .dsn-verify:not([disabled])", timeout=30000)
     nb.screenshot(page.locator(".dsn-sugg"), "suggestions_verified.png")
     st = _state(nb)
     assert [sid, status] in st["sugg"], st
@@ -239,6 +240,8 @@ def test_dashboard_suggestions_verify(page: Any, lab: Any, nb: Any) -> None:
     extra = _state(nb)["extra"][step_ids[0]]
     assert extra["timing"] == "step" and extra["with_loading"]["speedup"] > 0, extra
     print(f"{step_ids[0]}: {head} | {line}")
+    # the verification is over (its last progress message redraws the card): then the picture
+    page.wait_for_selector(f"{sel} .dsn-verify:not([disabled])", timeout=30000)
     nb.screenshot(page.locator(sel), "suggestions_step_verified.png")
 
     # a loop that waits for its data: the reason is spelled out under the loop figure
