@@ -11,6 +11,7 @@ from dsnotebook.advisor.variants import Variant, checkpoint_modules, loader_with
 
 ACT_OVER_STATIC = 1.0  # activations larger than params + grads + optimizer state
 HEADROOM = 0.5  # peak allocated below half of the GPU
+MIN_SAVING = 0.1  # the estimated saving must be at least this share of all activations
 
 
 def _mb(b: float) -> float:
@@ -34,6 +35,10 @@ def gradient_checkpointing(run: Any, hw: HardwareProfile, ctx: AdviceContext) ->
     inside = [sum(1 for m in act if m.startswith(b + ".")) for b in blocks]
     k = max(1.0, sum(inside) / len(inside))
     est = in_blocks * (1 - 1 / k)
+    if est < MIN_SAVING * total:
+        # Single layers (the items of a Sequential of leaves) keep their input either way:
+        # checkpointing them one by one saves next to nothing.
+        return None
     prefix = next(iter(blocks)).rsplit(".", 1)[0]
     variant = None
     if ctx.model is not None:

@@ -23,8 +23,10 @@ layers after them), the last dim of linear-like ``N, ..., F`` outputs.
 
 In-place ops after a module (``ReLU(inplace=True)`` after a conv or batch norm) would
 change a kept output before the step end: the hook stores the tensor's version counter,
-a changed version drops that row for the step and the module's outputs are copied at
-hook time from then on (pass ``copy_modules`` to copy from the first sampled step).
+a changed version drops that row for the step and the module's outputs are reduced at
+hook time from then on (``reduce_modules``; pass it to do so from the first sampled step):
+the same five numbers and per-channel peaks, computed before the in-place op runs, instead
+of a copy of the output (a copy per batch norm of ResNet-50 is gigabytes at batch 64).
 """
 from __future__ import annotations
 
@@ -80,6 +82,45 @@ def rectifier_kind(module: nn.Module, t: torch.Tensor) -> int:
     return 1 if kind in _NONNEG_NODES else 2 if kind in _RECTIFIER_NODES else 0
 
 
+class _Reduced:
+    """What :meth:`ActivationSampler.collect` needs of an output that a later in-place op will
+    change, computed when the module returned it: the five statistics (float64 on the output's
+    device, the backend's columns: sum and sum of squares of the finite values, abs-max of the
+    finite values, non-finite count, zero count) and the per-channel peak of a rectifier."""
+
+    __slots__ = ("shape", "stats", "peak", "unit_dim", "_version")
+
+    def __init__(self, t: torch.Tensor, kind: int, unit_dim: int | None) -> None:
+        x = t.detach()
+        finite = torch.isfinite(x)
+        z = torch.where(finite, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        lo, hi = torch.aminmax(z)
+        self.stats = torch.stack([
+            torch.sum(z, dtype=torch.float64),
+            torch.linalg.vector_norm(z, dtype=torch.float64).square(),
+            torch.maximum(lo.abs(), hi.abs()).to(torch.float64),
+            (x.numel() - finite.sum()).to(torch.float64),
+            (x == 0).sum().to(torch.float64),
+        ])
+        self.shape, self.unit_dim, self._version = x.shape, unit_dim, 0
+        self.peak = None
+        if kind and unit_dim is not None:
+            self.peak = _peak(x, unit_dim, kind)
+
+    def numel(self) -> int:
+        return self.shape.numel()
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+
+def _peak(x: torch.Tensor, unit_dim: int, kind: int) -> torch.Tensor:
+    """Per channel, non-zero where any element is: the channel maximum of a rectifier that cannot
+    go negative, else |max| + |min|; NaN propagates and counts as alive."""
+    dims = [d for d in range(x.dim()) if d != unit_dim]
+    return x.amax(dim=dims) if kind == 1 else x.amax(dim=dims).abs() + x.amin(dim=dims).abs()
+
+
 def ends_in_rectifier(module: nn.Module, t: torch.Tensor) -> bool:
     """True when ``t`` (an output of ``module``) is a rectifier's output: zero means "silent"."""
     return rectifier_kind(module, t) > 0
@@ -110,17 +151,17 @@ class ActivationSampler:
     fewer garbage-collector passes, which cost more than the hooks on a big process).
     Call numbers, aliases, channel dims and rectifier kinds are worked out at
     :meth:`collect`; an output's autograd node is the same then as at hook time, because a
-    row whose version changed (in-place op) is dropped.  Outputs of ``copy_modules`` are
-    cloned in the hook (their rectifier kind is taken from the original then).  The same
+    row whose version changed (in-place op) is dropped.  Outputs of ``reduce_modules`` are
+    reduced in the hook (:class:`_Reduced`: a few small kernels instead of a copy).  The same
     tensor object seen again is an alias (a parent returning its child's output) only while
     its version is unchanged: an in-place module's output (``ReLU(inplace=True)``) is the
     same object as its input with new values, and gets a row of its own.
     """
 
-    def __init__(self, model: nn.Module, copy_modules: set[str] | None = None) -> None:
+    def __init__(self, model: nn.Module, reduce_modules: set[str] | None = None) -> None:
         self._model = weakref.ref(model)  # the tracer outlives the model: hold it weakly
         self.hooks = HookSet()
-        self.copy_modules: set[str] = set(copy_modules or ())
+        self.reduce_modules: set[str] = set(reduce_modules or ())
         self.notes: list[str] = []
         self._raw: list[tuple[Any, ...]] = []
         self._alive: list[torch.Tensor] = []
@@ -169,11 +210,12 @@ class ActivationSampler:
             t = output if type(output) is torch.Tensor else first_float_tensor(output)
             if t is None or not (t.is_floating_point() or t.is_complex()):
                 self._raw.append((name, module, None, 0, 0, -1, 0))
-            elif name in self.copy_modules:
-                with internal():
+            elif name in self.reduce_modules and t.is_floating_point() and t.numel():
+                with internal(), torch.no_grad():
                     self._alive.append(t)  # keeps id(t) unique until collect
-                    self._raw.append((name, module, t.detach().clone(), 0, id(t), rectifier_kind(module, t),
-                                      t._version))
+                    kind = rectifier_kind(module, t)
+                    reduced = _Reduced(t, kind, channel_dim(module, t, self._prev_units()))
+                    self._raw.append((name, module, reduced, 0, id(t), kind, t._version))
             else:
                 self._raw.append((name, module, t, t._version, id(t), -1, t._version))
         except Exception as exc:  # never raise from a hook: note it and go on
@@ -182,6 +224,16 @@ class ActivationSampler:
             self._depth -= 1
             if self._depth <= 0:
                 self._state = _DONE  # one forward per sampled step
+
+    def _prev_units(self) -> tuple[Any, int | None] | None:
+        """(shape, channel dim) of the previous output, as :meth:`_rows` would see it (for 3-D outputs)."""
+        for _, module, t, *_ in reversed(self._raw):
+            if t is None or t.numel() == 0:
+                continue  # _rows skips these too
+            nd = t.dim()
+            d = t.unit_dim if type(t) is _Reduced else None if nd < 2 else 1 if nd != 3 else channel_dim(module, t, None)
+            return (t.shape, d) if d is not None else None
+        return None
 
     def _rows(self, raw: list[tuple[Any, ...]]) -> list[_Row]:
         """The hooks' tuples as rows: call numbers, aliases, channel dims, rectifier kinds.
@@ -214,7 +266,10 @@ class ActivationSampler:
                     if node is not None:
                         kind = _NODE_KINDS.get(type(node).__name__, 0)
             nd = t.dim()
-            dim = None if nd < 2 else 1 if nd != 3 else channel_dim(module, t, prev)
+            if type(t) is _Reduced:
+                dim = t.unit_dim
+            else:
+                dim = None if nd < 2 else 1 if nd != 3 else channel_dim(module, t, prev)
             shape = t.shape
             prev = (shape, dim) if dim is not None else None
             rows.append(_Row(name or "(root)", call, cls.__name__, t, version, dim if kind else None, alias, kind))
@@ -241,9 +296,10 @@ class ActivationSampler:
         for i, r in enumerate(rows):
             src = rows[r.alias] if r.alias >= 0 else r
             if src.tensor._version != src.version:  # modified in place after the hook
-                if src.name not in self.copy_modules:
-                    self.copy_modules.add(src.name)
-                    self.notes.append(f"{src.name}: output modified in place later; copied from the next sample on")
+                if src.name not in self.reduce_modules:
+                    self.reduce_modules.add(src.name)
+                    self.notes.append(f"{src.name}: output modified in place later; "
+                                      "reduced when produced from the next sample on")
                 continue
             if r.alias >= 0 and r.alias in index:
                 continue
@@ -253,17 +309,13 @@ class ActivationSampler:
         if not kept:
             return None
         with internal(), torch.no_grad():
-            tensors = [r.tensor for r in kept]
-            raw_stats = stats(tensors)[:, :5].to(torch.float64).reshape(-1)
+            raw_stats = _five_per_row(kept, stats)
             peaks = []
             for r in kept:
                 if r.dim is None:
                     continue
                 x = r.tensor
-                dims = [d for d in range(x.dim()) if d != r.dim]
-                # "any element != 0" per channel: the channel maximum of a rectifier that cannot go
-                # negative, else |max| + |min|; NaN propagates and counts as alive.
-                peaks.append(x.amax(dim=dims) if r.kind == 1 else x.amax(dim=dims).abs() + x.amin(dim=dims).abs())
+                peaks.append(x.peak if type(x) is _Reduced else _peak(x, r.dim, r.kind))
             parts = [raw_stats]
             if peaks:
                 if all(m.device == raw_stats.device for m in peaks):
@@ -294,3 +346,26 @@ class ActivationSampler:
             return out
 
         return flat, decode
+
+
+def _five_per_row(kept: list[_Row], stats: Callable[[list[torch.Tensor]], torch.Tensor]) -> torch.Tensor:
+    """The five statistics of every kept row, in row order, flat (float64): one batched backend
+    call for the outputs kept by reference, the hook-time numbers of reduced ones in between."""
+    tensors = [r.tensor for r in kept if type(r.tensor) is not _Reduced]
+    batched = stats(tensors)[:, :5].to(torch.float64) if tensors else None
+    if batched is not None and len(tensors) == len(kept):
+        return batched.reshape(-1)
+    device = batched.device if batched is not None else kept[0].tensor.stats.device
+    pieces: list[torch.Tensor] = []
+    run_start = i = 0  # a run of by-reference rows is one slice of the batched result
+    for r in kept:
+        if type(r.tensor) is _Reduced:
+            if i > run_start:
+                pieces.append(batched[run_start:i].reshape(-1))
+            pieces.append(r.tensor.stats.to(device))
+            run_start = i
+        else:
+            i += 1
+    if i > run_start:
+        pieces.append(batched[run_start:i].reshape(-1))
+    return torch.cat(pieces)

@@ -89,6 +89,13 @@ def test_gradient_checkpointing_reports_saving_per_block():
     assert "MB less activation memory" in s.gain
 
 
+def test_no_checkpointing_of_single_layers():
+    # a Sequential of leaves (conv, relu, conv, relu): each item keeps its input anyway
+    leaves = {"params": 1 << 20, "grads": 1 << 20, "optimizer_state": 2 << 20, "peak_allocated": 60 << 30,
+              **{f"act:body.{i}": 40 << 20 for i in range(4)}}
+    assert "checkpointing" not in rule_ids(perf_run(memory=leaves), H100)
+
+
 def test_batch_size_headroom_on_gpu_only():
     low = {"params": 300 << 20, "grads": 300 << 20, "optimizer_state": 600 << 20, "peak_allocated": 10 << 30}
     run = perf_run(memory=low)

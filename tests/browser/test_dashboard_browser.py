@@ -189,7 +189,11 @@ def test_dashboard_real_model(page: Any, lab: Any, nb: Any, hm: Any) -> None:
 
 
 def test_dashboard_suggestions_verify(page: Any, lab: Any, nb: Any) -> None:
-    lab.write_notebook("dashboard_sugg.ipynb", [SETUP, TRAIN.replace("range(24)", "range(8)"), ADVISE])
+    # blocks with layers inside (checkpointing a single layer saves nothing, so the advisor stays quiet)
+    nested = SETUP.replace("nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())",
+                           "nn.Sequential(*[nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()) for _ in range(2)])")
+    assert nested != SETUP
+    lab.write_notebook("dashboard_sugg.ipynb", [nested, TRAIN.replace("range(24)", "range(8)"), ADVISE])
     nb.open("dashboard_sugg.ipynb")
     nb.run_all()
     nb.wait_done(3, timeout=180)
