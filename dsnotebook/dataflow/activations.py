@@ -293,18 +293,22 @@ class ActivationSampler:
             return None
         kept: list[_Row] = []
         index: dict[int, int] = {}
+        changed: list[str] = []
         for i, r in enumerate(rows):
             src = rows[r.alias] if r.alias >= 0 else r
             if src.tensor._version != src.version:  # modified in place after the hook
                 if src.name not in self.reduce_modules:
                     self.reduce_modules.add(src.name)
-                    self.notes.append(f"{src.name}: output modified in place later; "
-                                      "reduced when produced from the next sample on")
+                    changed.append(src.name)
                 continue
             if r.alias >= 0 and r.alias in index:
                 continue
             index[i] = len(kept)
             kept.append(r)
+        if changed:  # one note for all of them (ResNet-50: 53 batch norms before ReLU(inplace))
+            names = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            self.notes.append(f"outputs modified in place later (by an in-place op such as ReLU(inplace=True)): "
+                              f"{names}; left out of this sample, summarised when produced from the next one on")
         aliases = [(r, index[r.alias]) for r in rows if r.alias >= 0 and r.alias in index]
         if not kept:
             return None

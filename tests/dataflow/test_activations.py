@@ -440,6 +440,8 @@ def test_outputs_changed_in_place_are_reduced_when_produced():
     df = tracer.to_dataframe("activations")
     later = {"bn", "act", "poison"}
     assert not later & set(df[df.step == 0].module)  # dropped on the first sample: changed in place later
+    (note,) = [e for e in tracer.run.events if "modified in place" in e["detail"]]  # one warning for all
+    assert note["step"] == 0 and all(f" {n}" in note["detail"] for n in later), note
     for step in (1, 2):
         rows = df[df.step == step].set_index("module")
         assert later <= set(rows.index), (step, sorted(rows.index))
