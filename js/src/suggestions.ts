@@ -168,7 +168,7 @@ const render: Render<Model> = ({ model, el: host }) => {
     if (r.loss_drift !== null && r.loss_drift !== undefined) lines.push(`loss drift ${(100 * r.loss_drift).toFixed(2)}%`);
     if (r.reason) lines.push(r.reason);
     for (const l of lines) d.appendChild(text("div", "", l));
-    const loop = loopText(r.speedup, r.extra);
+    const loop = loopText(r.extra);
     if (loop) {
       // secondary: what the change gives the loop as it is, data loading included
       const box = el("div", "dsn-result-loop");

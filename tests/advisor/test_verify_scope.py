@@ -92,8 +92,25 @@ def test_a_faster_step_is_judged_on_the_step_not_on_the_loop_with_its_loading(cl
     loop = res.extra["with_loading"]
     assert loop["speedup"] == pytest.approx((LOAD_S + STEP_A) / (LOAD_S + STEP_B), rel=1e-6)
     assert loop["baseline_s"] == pytest.approx(LOAD_S + STEP_A)
-    assert res.verdict == "verified" and "with loading" in str(res), str(res)
+    assert loop["note"] == verify_mod.WAITS_NOTE  # x1.25 keeps less than half of the step's x2.0
+    assert res.verdict == "verified" and "with loading" in str(res) and verify_mod.WAITS_NOTE in str(res), str(res)
     assert res.loss_drift == 0.0  # same batches in both arms
+
+
+@pytest.mark.parametrize("step,loop,target,waits", [
+    (1.5, 0.97, "speed", True), (1.5, 1.24, "speed", True), (1.5, 1.26, "speed", False),
+    (1.02, 0.9, "speed", False),  # no gain on the step: nothing hidden
+    (0.8, 0.8, "speed", False), (1.5, 0.97, "memory", False),  # a memory change is not about the loop's speed
+])
+def test_loop_figure_says_when_the_loop_hides_the_steps_gain(step, loop, target, waits):
+    def result(speedup):
+        return verify_mod.VerifyResult(variant="v", steps_per_block=4, pairs=3, baseline_s=0.03, variant_s=0.03 / speedup,
+                                       speedup=speedup, speedup_iqr=(speedup, speedup), pair_speedups=[speedup] * 3,
+                                       baseline_peak_bytes=None, variant_peak_bytes=None, baseline_saved_bytes=0,
+                                       variant_saved_bytes=0, baseline_loss=None, variant_loss=None, loss_drift=None,
+                                       verdict="verified", reason="")
+    fig = verify_mod.loop_figure(result(step), result(loop), target)
+    assert fig["note"] == (verify_mod.WAITS_NOTE if waits else "") and fig["speedup"] == loop
 
 
 def test_a_loader_change_is_still_judged_with_its_loading(clock):

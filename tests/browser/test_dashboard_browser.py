@@ -261,13 +261,13 @@ def test_dashboard_suggestions_verify(page: Any, lab: Any, nb: Any) -> None:
 
 # A card as verify() leaves it for a faster step (x1.5) in a loop that waits for its data (x0.97 with
 # its loading): the panel on its own, outside the dashboard.
-LOOP_CARD = '''from dsnotebook.advisor.verify import VerifyResult
+LOOP_CARD = '''from dsnotebook.advisor.verify import WAITS_NOTE, VerifyResult
 from dsnotebook.widgets.suggestions import SuggestionsWidget
 _r = VerifyResult(variant="bf16 autocast", steps_per_block=8, pairs=3, baseline_s=0.03, variant_s=0.02, speedup=1.5,
                   speedup_iqr=(1.4, 1.6), pair_speedups=[1.4, 1.5, 1.6], baseline_peak_bytes=None, variant_peak_bytes=None,
                   baseline_saved_bytes=0, variant_saved_bytes=0, baseline_loss=None, variant_loss=None, loss_drift=None,
                   verdict="verified", reason="faster by more than the noise")
-_r.extra.update(timing="step", with_loading={"baseline_s": 0.04161, "variant_s": 0.04292, "speedup": 0.9695,
+_r.extra.update(timing="step", with_loading={"note": WAITS_NOTE, "baseline_s": 0.04161, "variant_s": 0.04292, "speedup": 0.9695,
                                              "speedup_iqr": [0.95, 0.99], "pair_speedups": [0.96, 0.97, 0.98]})
 print(_r)
 SuggestionsWidget([{"id": "loop_demo", "rule": "mixed_precision", "title": "bf16 autocast", "category": "speed",

@@ -35,6 +35,12 @@ VERIFIED = {"id": "tf32", "rule": "tf32", "title": f"Enable TF32 for {HOSTILE}",
                        "reason": "faster in 5 of 5 pairs"}}
 
 
+ON_STEP = {**VERIFIED, "id": "mixed_precision", "rule": "mixed_precision", "title": "bf16 autocast",
+           "result": {**VERIFIED["result"], "extra": {"timing": "step", "with_loading": {
+               "baseline_s": 0.04161, "variant_s": 0.04292, "speedup": 0.97, "speedup_iqr": [0.95, 0.99],
+               "note": f"the loop waits for its data {HOSTILE}"}}}}
+
+
 class Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -59,7 +65,7 @@ def traced() -> ModelTracer:
             opt.zero_grad()
             F.cross_entropy(model(torch.randn(8, 1, 8, 8)), torch.randint(0, 10, (8,))).backward()
             opt.step()
-    tracer.run.add_records("suggestions", [VERIFIED])
+    tracer.run.add_records("suggestions", [VERIFIED, ON_STEP])
     return tracer
 
 
@@ -94,6 +100,10 @@ def test_every_section_and_names_only_as_text(traced: ModelTracer) -> None:
     assert "<img" not in joined  # every name and value went through html.escape
     assert "&lt;img src=x onerror=alert(1)&gt;" in joined  # ... and is still there, as text
     assert "verified" in joined and "speed-up x1.50 [IQR 1.40-1.60]" in joined and "memory -10.0%" in joined
+    # a verdict made on the step: the loop with its loading beside it, and why it hides the gain
+    assert "speed-up x1.50 on the step [IQR 1.40-1.60]" in joined
+    assert ("with loading in the loop: 41.61 -&gt; 42.92 ms/step, x0.97 (the loop waits for its data "
+            "&lt;img src=x onerror=alert(1)&gt;)") in joined
     med = measures.phases(traced.run)
     assert f"{med['step'] * 1e3:.2f} ms" in joined  # the performance panel's median step
     assert "nonfinite" in joined and "fc" in joined  # the event of step 9

@@ -1,12 +1,13 @@
-// The suggestions card with and without the loop figure (extra.with_loading), and the rule that
-// says when the loop hides the step's gain (the same as VerifyResult._loop_note in verify.py).
+// The suggestions card with and without the loop figure (extra.with_loading). Whether the loop
+// hides the step's gain is verify.py's call (loop_figure): the card shows the note it was given.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import suggestions from "../suggestions";
 import { FakeElement, FakeModel, withFakeDom } from "../shared/testing";
-import { loopDisagrees, loopText, WAITS_NOTE } from "./loop";
+import { loopText } from "./loop";
 
-const LOOP = { baseline_s: 0.04161, variant_s: 0.04292, speedup: 0.9695, speedup_iqr: [0.95, 0.99], pair_speedups: [0.96, 0.97, 0.98] };
+const WAITS_NOTE = "the loop waits for its data: speed up loading to get the step's gain";
+const LOOP = { note: WAITS_NOTE, baseline_s: 0.04161, variant_s: 0.04292, speedup: 0.9695, speedup_iqr: [0.95, 0.99], pair_speedups: [0.96, 0.97, 0.98] };
 
 function result(extra: Record<string, unknown> | undefined, speedup = 1.5) {
   return { variant: "bf16 autocast", verdict: "verified", reason: "faster", speedup, speedup_iqr: [1.4, 1.6],
@@ -26,29 +27,20 @@ function card(res: unknown): FakeElement {
   });
 }
 
-test("loopDisagrees: a faster step whose loop keeps less than half its gain", () => {
-  assert.equal(loopDisagrees(1.5, 0.97), true);
-  assert.equal(loopDisagrees(1.5, 1.24), true);
-  assert.equal(loopDisagrees(1.5, 1.26), false);
-  assert.equal(loopDisagrees(1.02, 0.9), false, "no gain on the step: nothing hidden");
-  assert.equal(loopDisagrees(0.8, 0.8), false);
-  assert.equal(loopDisagrees(1.5, null), false);
-  assert.equal(loopDisagrees(null, 0.9), false);
-});
-
-test("loopText: the line as verify.py writes it, missing numbers as dashes, nothing without with_loading", () => {
-  const t = loopText(1.5, { timing: "step", with_loading: LOOP })!;
+test("loopText: the line as verify.py writes it, its note, missing numbers as dashes, nothing without with_loading", () => {
+  const t = loopText({ timing: "step", with_loading: LOOP })!;
   assert.equal(t.line, "with loading in the loop: 41.61 → 42.92 ms/step, ×0.97");
   assert.equal(t.note, WAITS_NOTE);
   assert.equal(t.detail, "loop with loading: IQR ×0.95–×0.99 over 3 pairs");
-  assert.equal(loopText(1.1, { with_loading: { ...LOOP, speedup: 1.08 } })!.note, "", "the loop agrees");
+  assert.equal(loopText({ with_loading: { ...LOOP, note: "" } })!.note, "", "the loop agrees");
+  assert.equal(loopText({ with_loading: { ...LOOP, note: undefined } })!.note, "", "a record without a note (older runs)");
   // non-finite floats arrive as null (core/jsonsafe.py)
-  assert.equal(loopText(1.5, { with_loading: { baseline_s: null, variant_s: 0.04, speedup: null, speedup_iqr: [null, null] } })!.line,
+  assert.equal(loopText({ with_loading: { baseline_s: null, variant_s: 0.04, speedup: null, speedup_iqr: [null, null] } })!.line,
     "with loading in the loop: ×–");
-  assert.equal(loopText(1.5, { timing: "loop" }), null);
-  assert.equal(loopText(1.5, undefined), null);
-  assert.equal(loopText(1.5, { with_loading: null }), null);
-  assert.equal(loopText(1.5, { with_loading: {} }), null);
+  assert.equal(loopText({ timing: "loop" }), null);
+  assert.equal(loopText(undefined), null);
+  assert.equal(loopText({ with_loading: null }), null);
+  assert.equal(loopText({ with_loading: {} }), null);
 });
 
 test("the card shows the loop figure under the verdict, with the reason when the loop hides the gain", () => {
@@ -66,7 +58,7 @@ test("the card shows the loop figure under the verdict, with the reason when the
 });
 
 test("a loop that keeps the gain gets the figure without the note", () => {
-  const host = card(result({ timing: "step", with_loading: { ...LOOP, baseline_s: 0.031, variant_s: 0.021, speedup: 1.45 } }));
+  const host = card(result({ timing: "step", with_loading: { ...LOOP, baseline_s: 0.031, variant_s: 0.021, speedup: 1.45, note: "" } }));
   assert.equal(host.byClass("dsn-result-loop-line")[0].textContent, "with loading in the loop: 31.00 → 21.00 ms/step, ×1.45");
   assert.equal(host.byClass("dsn-result-loop-note").length, 0);
   assert.equal(host.byClass("dsn-result-loop")[0].dataset.disagrees, "0");
