@@ -39,24 +39,25 @@ def gradient_checkpointing(run: Any, hw: HardwareProfile, ctx: AdviceContext) ->
         # Single layers (the items of a Sequential of leaves) keep their input either way:
         # checkpointing them one by one saves next to nothing.
         return None
-    prefix = next(iter(blocks)).rsplit(".", 1)[0]
+    prefix = next(iter(blocks)).rpartition(".")[0]  # "" for the items of an nn.Sequential model
+    where, container = (f"model.{prefix}", prefix) if prefix else ("model", "the model")
     variant = None
     if ctx.model is not None:
         mods = dict(ctx.model.named_modules())
         chosen = [mods[n] for n in blocks if n in mods]
         if chosen:
-            variant = Variant(f"checkpoint {len(chosen)} blocks of {prefix}",
+            variant = Variant(f"checkpoint {len(chosen)} blocks of {container}",
                               enter=lambda c, ms=chosen: checkpoint_modules(ms))
     return Suggestion(
         rule="checkpointing", category="memory",
         title=f"Activations ({_mb(total)} MB) outweigh the model state ({_mb(static)} MB): "
-              f"checkpoint the {len(blocks)} blocks of {prefix}",
+              f"checkpoint the {len(blocks)} blocks of {container}",
         evidence={"activations_mb": _mb(total), "model_state_mb": _mb(static), "in_blocks_mb": _mb(in_blocks),
                   "saved_per_block_mb": per_block},
         gain=f"about {_mb(est)} MB less activation memory (each block keeps only its input), "
              "for ~30% more compute (blocks run forward twice)",
         snippet="from torch.utils.checkpoint import checkpoint\n"
-                f"for block in model.{prefix}:  # in forward: x = checkpoint(block, x, use_reentrant=False)\n"
+                f"for block in {where}:  # in forward: x = checkpoint(block, x, use_reentrant=False)\n"
                 "    ...",
         verify_hint="A/B: activation bytes saved for backward (CPU) / peak allocated (CUDA), with and without",
         target="memory", variant=variant)

@@ -24,7 +24,7 @@ __all__ = ["PHASES", "STEP", "steady", "timings", "step_phases", "phases", "comm
            "conv_weights", "global_grad_norms"]
 
 STEP_MODULE = "(step)"  # the module name of whole-step rows in the timings table
-_BLOCK = re.compile(r"^(.*\.\d+)(?:\.|$)")
+_INDEX = re.compile(r"(?:^|\.)\d+(?=\.|$)")  # ".3" in "layers.3.fc", "0" in "0.fc" (a Sequential model)
 _TIMING_COLUMNS = ["step", "module", "phase", "seconds", "calls"]
 
 
@@ -149,16 +149,16 @@ def activations_by_module(run: Any) -> dict[str, int]:
 
 
 def blocks(act: dict[str, int]) -> dict[str, int]:
-    """Activation bytes per repeated block (``layers.3``, ``encoder.layer.11``): paths ending in an
-    index whose siblings exist too -- the natural unit of activation checkpointing."""
+    """Activation bytes per repeated block (``layers.3``, ``encoder.layer.11``, ``2`` of an
+    ``nn.Sequential`` model): paths ending in an index whose siblings exist too -- the natural unit
+    of activation checkpointing.  The outermost indexed level wins (``layers.3``, not ``layers.3.sub.1``)."""
     per: dict[str, int] = defaultdict(int)
     for module, b in act.items():
-        m = _BLOCK.match(module + ".")
-        if m:
-            per[m.group(1)] += b
+        for m in _INDEX.finditer(module):  # every indexed level: layers.3 and layers.3.sub.1
+            per[module[:m.end()]] += b
     parents: dict[str, list[str]] = defaultdict(list)
     for name in per:
-        parents[name.rsplit(".", 1)[0]].append(name)
+        parents[name.rpartition(".")[0]].append(name)
     out = {}
     for names in parents.values():
         if len(names) >= 2:

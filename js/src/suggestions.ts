@@ -157,7 +157,11 @@ const render: Render<Model> = ({ model, el: host }) => {
     const d = el("div", `dsn-result dsn-result-${verdict === "verified" ? "verified" : "refuted"}`);
     d.dataset.verdict = verdict;
     const onStep = r.extra?.timing === "step";
-    const head = `${verdict} — median speed-up ×${fmt(r.speedup)}${onStep ? " on the step" : ""}`;
+    const speed = `×${fmt(r.speedup)}${onStep ? " on the step" : ""}`;
+    // a memory change is judged on memory: that number leads, the speed it costs follows
+    const mem = s.category === "memory" && typeof r.memory_change === "number"
+      ? `memory ${r.memory_change >= 0 ? "+" : ""}${(100 * r.memory_change).toFixed(1)}%, speed ` : "median speed-up ";
+    const head = `${verdict} — ${mem}${speed}`;
     d.appendChild(text("div", "dsn-result-head", head));
     const lines: string[] = [];
     if (r.baseline_s !== undefined && r.variant_s !== undefined)

@@ -89,6 +89,21 @@ def test_gradient_checkpointing_reports_saving_per_block():
     assert "MB less activation memory" in s.gain
 
 
+def test_checkpointing_takes_the_outermost_blocks():
+    """Blocks that are Sequentials of layers (block.0.0 conv, block.0.1 relu): the blocks are block.0 and
+    block.1, even when one of block.1's layers saved nothing of its own (its input was already saved)."""
+    state = {"params": 1 << 20, "grads": 1 << 20, "optimizer_state": 2 << 20, "peak_allocated": 60 << 30}
+    nested = {**state, **{f"act:block.{i}.{j}": 40 << 20 for i in range(3) for j in range(2) if (i, j) != (2, 0)}}
+    (s,) = [s for s in advise(perf_run(memory=nested), H100) if s.rule == "checkpointing"]
+    assert s.evidence["saved_per_block_mb"] == {"block.0": 80.0, "block.1": 80.0, "block.2": 40.0}
+    assert "for block in model.block:" in s.snippet and "3 blocks of block" in s.title
+    # the items of an nn.Sequential model are named 0, 1, 2...
+    top = {**state, **{f"act:{i}.{j}": 40 << 20 for i in range(4) for j in ("fc", "act")}}
+    (s,) = [s for s in advise(perf_run(memory=top), H100) if s.rule == "checkpointing"]
+    assert set(s.evidence["saved_per_block_mb"]) == {"0", "1", "2", "3"}
+    assert "for block in model:" in s.snippet and "4 blocks of the model" in s.title
+
+
 def test_no_checkpointing_of_single_layers():
     # a Sequential of leaves (conv, relu, conv, relu): each item keeps its input anyway
     leaves = {"params": 1 << 20, "grads": 1 << 20, "optimizer_state": 2 << 20, "peak_allocated": 60 << 30,

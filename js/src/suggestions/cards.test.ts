@@ -56,3 +56,20 @@ test("two suggestions with one id both show", () => {
     assert.equal(cardsOf(host).length, 2);
   });
 });
+
+test("a memory suggestion's verdict leads with the memory change", () => {
+  withFakeDom(() => {
+    const host = new FakeElement("div");
+    const result = { verdict: "verified", speedup: 0.8, memory_change: -0.241, baseline_s: 0.02, variant_s: 0.025,
+      extra: { timing: "step" } };
+    const model = new FakeModel<Record<string, unknown>>({
+      suggestions: [sugg("checkpointing", { category: "memory", status: "verified", result }),
+                    sugg("amp", { status: "verified", result: { ...result, speedup: 1.5, memory_change: -0.1 } })],
+      progress: {},
+    });
+    suggestions.render({ model, el: host } as never);
+    const heads = host.byClass("dsn-result-head").map((h) => h.textContent);
+    assert.deepEqual(heads, ["verified — memory -24.1%, speed ×0.8000 on the step",
+                             "verified — median speed-up ×1.500 on the step"]);
+  });
+});
