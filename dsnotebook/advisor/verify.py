@@ -12,7 +12,9 @@ Protocol (``verify_variant``):
    change off from within (its own ``autocast(enabled=False)``) gets no verdict, and a
    step that never calls the model given to verify gets a note.
 3. ``pairs`` pairs of timed blocks, the order alternating AB, BA, ...; a block is
-   ``steps // pairs`` steps.  Per-step time of a block = block wall time / steps, after
+   ``steps // pairs`` steps, or more where the warm-up says that would last under
+   ``min_block_s`` (a 3 ms CPU step timed one at a time is mostly scheduler noise: blocks
+   grow to about ``min_block_s``, at most ``MAX_BLOCK`` steps).  Per-step time of a block = block wall time / steps, after
    a device synchronisation on CUDA.  Speed-up = median over pairs of
    (baseline / variant) x ``work_scale``; spread = its interquartile range.
 4. Each arm is measured in its steady state, alone.  With ``data``, every block opens a
@@ -42,6 +44,7 @@ Protocol (``verify_variant``):
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -57,6 +60,8 @@ from dsnotebook.advisor.state import TrainingState
 from dsnotebook.advisor.variants import Variant, VerifyContext, loader_with
 
 Progress = Callable[[int, int, str], None]
+MIN_BLOCK_S = 0.05  # shortest timed block (seconds); see verify_variant
+MAX_BLOCK = 64  # most steps per block that min_block_s may ask for
 
 
 @dataclass
@@ -201,14 +206,16 @@ TIMINGS = ("auto", "step", "loop")
 def verify_variant(variant: Variant, step_fn: Callable[..., Any], *, model: nn.Module,
                    optimizer: torch.optim.Optimizer | None = None, data: Any = None, steps: int = 20,
                    pairs: int | None = None, warmup: int = 1, target: str = "speed",
-                   progress: Progress | None = None, timing: str = "auto") -> VerifyResult:
+                   progress: Progress | None = None, timing: str = "auto",
+                   min_block_s: float = MIN_BLOCK_S) -> VerifyResult:
     """Run ``step_fn`` (``step_fn(batch)`` when ``data`` is given, else ``step_fn()``) under the
     baseline and under ``variant``; return the measured difference.  State is restored.
 
     ``timing``: "loop" times each step with the loading of its batch; "step" times the steps on
     batches loaded before the clock starts; "auto" (default) picks "loop" for a variant that
     changes the data and "step" for any other, and then also measures the loop (with loading)
-    and reports it in ``extra["with_loading"]``."""
+    and reports it in ``extra["with_loading"]``.  ``min_block_s``: shortest timed block, in
+    seconds, judged from the warm-up (0: exactly ``steps // pairs`` steps per block)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if timing not in TIMINGS:
@@ -218,7 +225,7 @@ def verify_variant(variant: Variant, step_fn: Callable[..., Any], *, model: nn.M
     preload = with_data and (timing == "step" or (timing == "auto" and not changes_data))
     with_loop = preload and timing == "auto"
     pairs = pairs or max(1, min(5, steps))
-    block = max(1, steps // pairs)
+    block = [max(1, steps // pairs)]  # may grow after the warm-up (min_block_s)
     warmup = max(warmup, variant.min_warmup)
     device = _device_of(model)
     cuda = device.type == "cuda"
@@ -244,7 +251,7 @@ def verify_variant(variant: Variant, step_fn: Callable[..., Any], *, model: nn.M
         finally:
             handle.remove()
 
-    def run_block(arm: _Arm, n: int, timed: bool, preloaded: bool, measure_saved: bool = False) -> None:
+    def run_block(arm: _Arm, n: int, timed: bool, preloaded: bool, measure_saved: bool = False) -> float:
         """``n`` steps.  Loop timing: from the arrival of the block's first batch to the arrival of
         the batch after the last step (the loader's start-up outside, ``n`` loads and ``n`` steps
         inside, no untimed work giving the loader a head start).  Step timing: the block's ``n``
@@ -294,14 +301,18 @@ def verify_variant(variant: Variant, step_fn: Callable[..., Any], *, model: nn.M
                         check_effect(arm, first if preloaded else batch)
             finally:
                 arm.close()
+        return dt
 
     def measure(base: _Arm, var: _Arm, preloaded: bool, label: str) -> None:
+        warm = []
         for arm in (base, var):
-            run_block(arm, warmup, timed=False, preloaded=preloaded, measure_saved=not label)
+            warm.append(run_block(arm, warmup, timed=False, preloaded=preloaded, measure_saved=not label))
             tick(f"{label}warm-up {arm.name}")
+        if not label:  # decided once: the loop with its loading (label) is timed in blocks of the same length
+            block[0] = _block_length(block[0], min(warm), min_block_s)
         for i in range(pairs):
             for arm in ((base, var) if i % 2 == 0 else (var, base)):
-                run_block(arm, block, timed=True, preloaded=preloaded)
+                run_block(arm, block[0], timed=True, preloaded=preloaded)
                 tick(f"{label}pair {i + 1}/{pairs}: {arm.name}")
 
     arms: list[_Arm] = []
@@ -321,14 +332,14 @@ def verify_variant(variant: Variant, step_fn: Callable[..., Any], *, model: nn.M
         for arm in arms:
             arm.close()
         state.restore()
-    res = _summarise(variant, arms[0], arms[1], block, pairs, target)
+    res = _summarise(variant, arms[0], arms[1], block[0], pairs, target)
     res.extra["timing"] = "step" if preload else "loop"
     res.extra["in_effect"] = any(effect) if effect else None
     if variant.in_effect is not None and not effect:
         res.reason += ("; the step never called the model given to verify, so the change may not have reached "
                        "the step (pass the model the step trains)")
     if with_loop:
-        loop = _summarise(variant, arms[2], arms[3], block, pairs, target)
+        loop = _summarise(variant, arms[2], arms[3], block[0], pairs, target)
         res.extra["with_loading"] = loop_figure(res, loop, target)
     return res
 
@@ -338,6 +349,15 @@ def _one_step(arm: _Arm, step_fn: Callable[..., Any], batch: Any, with_data: boo
     wrap = arm.variant.step_context() if arm.variant is not None and arm.variant.step_context else contextlib.nullcontext()
     with wrap:
         return step_fn(batch) if with_data else step_fn()
+
+
+def _block_length(block: int, step_s: float, min_block_s: float) -> int:
+    """Steps per timed block: at least ``block``, and enough for ``min_block_s`` at the warm-up's
+    per-step time (which includes first-step costs, so it errs towards shorter blocks); at most
+    ``MAX_BLOCK`` (step timing preloads a block's batches)."""
+    if min_block_s <= 0 or not step_s > 0 or block * step_s >= min_block_s:
+        return block
+    return max(block, min(MAX_BLOCK, math.ceil(min_block_s / step_s)))
 
 
 def _quartiles(xs: list[float]) -> tuple[float, float]:

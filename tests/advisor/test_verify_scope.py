@@ -289,3 +289,37 @@ def test_a_step_that_never_calls_the_model_is_said_so():
         return loss
     r = s.verify(step, steps=4, pairs=2, data=data)
     assert r.extra["in_effect"] is None and "never called the model" in str(r)
+
+
+# -- block length: short steps are timed in blocks of about min_block_s ----------------------------
+@pytest.mark.parametrize("step_s,min_block_s,expected", [
+    (0.003, 0.05, 17),  # 2 steps of 3 ms would be 6 ms of mostly scheduler noise
+    (0.020, 0.05, 3),
+    (0.030, 0.05, 2),  # already long enough
+    (0.003, 0.0, 2),  # switched off
+    (1e-6, 0.05, verify_mod.MAX_BLOCK),  # capped: a block's batches are preloaded
+])
+def test_block_length_from_the_warm_up(step_s, min_block_s, expected):
+    assert verify_mod._block_length(2, step_s, min_block_s) == expected
+
+
+def test_short_steps_get_longer_blocks(clock):
+    """Steps of 5 and 2.5 ms (virtual clock), steps=4 in 2 pairs: blocks of 20 steps (50 ms of the faster
+    arm), for the step and for the loop with its loading."""
+    model, opt, step = make_step(clock)
+    loader = DataLoader(Items(clock), batch_size=BATCH, shuffle=True)
+    v = verify_mod
+    short = dict(STEP_A=0.005, STEP_B=0.0025)
+    old = {k: globals()[k] for k in short}
+    globals().update(short)
+    try:
+        res = v.verify_variant(Variant("faster step", step_context=faster_step), step, model=model, optimizer=opt,
+                               data=loader, steps=4, pairs=2)
+        fixed = v.verify_variant(Variant("faster step", step_context=faster_step), step, model=model, optimizer=opt,
+                                 data=loader, steps=4, pairs=2, min_block_s=0)
+    finally:
+        globals().update(old)
+    assert res.steps_per_block == 20 and res.extra["timed_steps"] == {"baseline": 20, "variant": 20}
+    assert res.speedup == pytest.approx(2.0, rel=1e-6)
+    assert res.extra["with_loading"]["speedup"] == pytest.approx((LOAD_S + 0.005) / (LOAD_S + 0.0025), rel=1e-6)
+    assert fixed.steps_per_block == 2
