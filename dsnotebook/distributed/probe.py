@@ -69,15 +69,16 @@ class RankStatsProbe(Probe):
 
     def __init__(self, gather_every: int = 10, *, every: int | None = None, track_updates: bool | None = None,
                  timeout: float = 120.0, heartbeat: float = 1.0, hang_after: float | None = 300.0,
-                 align_every: int | None = None) -> None:
-        for label, v in (("gather_every", gather_every), ("every", every), ("align_every", align_every)):
+                 align_every: int | None = None, update_every: int | None = None) -> None:
+        for label, v in (("gather_every", gather_every), ("every", every), ("align_every", align_every),
+                         ("update_every", update_every)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ValueError(f"{label} must be a positive integer, got {v!r}")
         if timeout <= 0 or heartbeat <= 0 or (hang_after is not None and hang_after <= 0):
             raise ValueError("timeout, heartbeat and hang_after must be positive seconds")
         self.gather_every, self.every, self.track_updates = gather_every, every, track_updates
         self.timeout, self.heartbeat, self.hang_after = timeout, heartbeat, hang_after
-        self.align_every = align_every
+        self.align_every, self.update_every = align_every, update_every
         self.collector: Collector | None = None
         self.merger: Merger | None = None
         self.beat: Heartbeat | None = None
@@ -87,13 +88,20 @@ class RankStatsProbe(Probe):
         self._unsubscribe: Any = None
         self._broken = True  # until attach succeeds: every hook is a no-op
 
-    def configure(self, every: int, track_updates: bool, align_every: int | None = None) -> None:
+    def configure(self, every: int, track_updates: bool, align_every: int | None = None,
+                  update_every: int = 1) -> None:
         """The tracer's own settings, where this probe was not given its own.  ``align_every``: the
         activation sampling period; on those steps rank 0 merges before the step's activation rows
-        are recorded (the Run's steps only move forward)."""
+        are recorded (the Run's steps only move forward).  ``update_every``: update statistics on
+        every k-th recorded step."""
         self.every = self.every if self.every is not None else every
         self.track_updates = self.track_updates if self.track_updates is not None else track_updates
         self.align_every = self.align_every if self.align_every is not None else align_every
+        self.update_every = self.update_every if self.update_every is not None else update_every
+
+    def _updates_at(self, step: int) -> bool:
+        """Every ``update_every``-th recorded step, decided by the step number alone: every rank agrees."""
+        return (step // (self.every or 1)) % (self.update_every or 1) == 0
 
     def _aligned(self, step: int) -> bool:
         return self.align_every is not None and step % self.align_every == 0
@@ -207,7 +215,7 @@ class RankStatsProbe(Probe):
                 if scale is not None:  # travels with the statistics, divided out on the host (no sync)
                     values = torch.cat([values.reshape(-1), scale.detach().to(values.device, values.dtype).reshape(1)])
                 self._submit(batch.step, values, np.array(sub, np.intp), "grad" if scale is None else "scaled")
-        if self.track_updates and batch.optimizer is not None and batch.update_ids:
+        if self.track_updates and batch.optimizer is not None and batch.update_ids and self._updates_at(batch.step):
             with torch.no_grad():
                 weights = [local_tensor(params[i]) for i in batch.update_ids]
             snaps = []

@@ -9,7 +9,6 @@ each rank's local tensors and gathers them to rank 0 as whole-job statistics.
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Sequence
 
 from dsnotebook.calls.probe import CallsProbe
@@ -61,10 +60,7 @@ def default_probes(*, every: int | str, track_updates: bool, capture_graph: bool
     if ranks or (job is not None and job.size > 1):
         rank_probe = ranks[0] if ranks else RankStatsProbe()
         rank_probe.configure(every=every if isinstance(every, int) else 1, track_updates=track_updates,
-                            align_every=activations_every)
-        if update_every != 1:
-            warnings.warn("update_every is not applied under torch.distributed: the rank statistics probe records "
-                          "update statistics on every recorded step", stacklevel=3)
+                            align_every=activations_every, update_every=update_every)
         probes: list[Probe] = [rank_probe]
         extra = [p for p in extra if p is not rank_probe]
     else:

@@ -96,13 +96,13 @@ def _rank0_tables(tr: Any) -> dict[str, Any]:
 
 
 def ddp_job(rank: int, world: int, steps: int = 4, slow_rank: int | None = None, slow_s: float = 0.0,
-            gather_every: int = 3) -> dict[str, Any]:
+            gather_every: int = 3, update_every: int = 1) -> dict[str, Any]:
     from dsnotebook import ModelTracer
     from dsnotebook.distributed import RankStatsProbe
 
     model = nn.parallel.DistributedDataParallel(cnn())
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    with ModelTracer(model, opt, profile_every=1, capture_graph=False,
+    with ModelTracer(model, opt, profile_every=1, capture_graph=False, update_every=update_every,
                      probes=[RankStatsProbe(gather_every)]) as tr:
         _train(model, opt, rank, world, steps, True, slow_rank, slow_s)
     out = {"hooks": (tr.hook_count, tr.module_hook_count), "meta": tr.run.meta.get("ranks"),

@@ -50,6 +50,19 @@ def test_ddp_whole_job_equals_one_process_and_the_slow_rank_is_named(tmp_path):
     assert res[1]["own_grads"] == 0  # statistics live on rank 0
 
 
+def test_update_every_under_ddp(tmp_path):
+    """update_every=2 on two ranks: gradients at every step, update statistics at steps 0, 2 and 4 only
+    (every rank decides from the step number, so their rows merge), no warning."""
+    res = run_ranks("ddp_job", 2, tmp_path, steps=5, gather_every=3, update_every=2)
+    r0 = res[0]
+    assert sorted(r0["grads"]) == list(range(5))
+    ups = r0["updates"]
+    assert sorted(ups["step"].unique()) == [0, 2, 4], ups
+    assert len(ups[ups["step"] == 2]) == len(r0["names"]) and np.isfinite(ups["update_ratio"]).all()
+    assert not [e for e in r0["events"] if "update" in e["detail"]], r0["events"]
+    assert all(r["hooks"] == (0, 0) for r in res)
+
+
 def test_fsdp2_four_ranks_whole_job_statistics_are_exact(tmp_path):
     steps = 3
     res = run_ranks("fsdp_job", 4, tmp_path, steps=steps, slow_rank=2, slow_s=0.08)
