@@ -8,7 +8,8 @@ passes under ``no_grad`` and checkpoint recomputation are skipped).
 
 Per module output the hook only keeps a reference (no device work, no sync).  At the
 step end one batched call of the tracer's statistics backend (the same one that does
-the gradients: sum, sumsq, absmax, non-finite, zeros per tensor) plus one per-channel
+the gradients: sum, sumsq, absmax, non-finite, zeros per tensor; a complex output counts its real and
+imaginary parts as values) plus one per-channel
 maximum per rectifier output (maximum and minimum for rectifiers that can go negative),
 compared with zero once for all of them, give mean, std, abs-max, zero fraction,
 non-finite count and dead units; the numbers travel to the host in one copy.
@@ -209,12 +210,15 @@ class ActivationSampler:
             t = output if type(output) is torch.Tensor else first_float_tensor(output)
             if t is None or not (t.is_floating_point() or t.is_complex()):
                 self._raw.append((name, module, None, 0, 0, -1, 0))
-            elif name in self.reduce_modules and t.is_floating_point() and t.numel():
+            elif name in self.reduce_modules:
                 with internal(), torch.no_grad():
                     self._alive.append(t)  # keeps id(t) unique until collect
                     kind = rectifier_kind(module, t)
-                    reduced = _Reduced(t, kind, channel_dim(module, t, self._prev_units()))
-                    self._raw.append((name, module, reduced, 0, id(t), kind, t._version))
+                    if t.is_complex():  # rare: a copy, as before (the reduction is for real values)
+                        self._raw.append((name, module, t.detach().clone(), 0, id(t), kind, t._version))
+                    else:
+                        reduced = _Reduced(t, kind, channel_dim(module, t, self._prev_units())) if t.numel() else None
+                        self._raw.append((name, module, reduced, 0, id(t), kind, t._version))
             else:
                 self._raw.append((name, module, t, t._version, id(t), -1, t._version))
         except Exception as exc:  # never raise from a hook: note it and go on
@@ -326,7 +330,7 @@ class ActivationSampler:
                 else:
                     parts += [m.ne(0).to(device=raw_stats.device, dtype=torch.float64) for m in peaks]
             flat = torch.cat(parts) if len(parts) > 1 else raw_stats
-        meta = [(r.name, r.call, r.type, r.tensor.numel(), None if r.dim is None else r.tensor.shape[r.dim]) for r in kept]
+        meta = [(r.name, r.call, r.type, _values(r.tensor), None if r.dim is None else r.tensor.shape[r.dim]) for r in kept]
         alias_meta = [(r.name, r.call, r.type, j) for r, j in aliases]
 
         def decode(host: np.ndarray) -> list[dict[str, Any]]:
@@ -351,10 +355,17 @@ class ActivationSampler:
         return flat, decode
 
 
+def _values(t: Any) -> int:
+    """How many values the statistics of an output count (a complex element is two)."""
+    return t.numel() * 2 if type(t) is not _Reduced and t.is_complex() else t.numel()
+
+
 def _five_per_row(kept: list[_Row], stats: Callable[[list[torch.Tensor]], torch.Tensor]) -> torch.Tensor:
     """The five statistics of every kept row, in row order, flat (float64): one batched backend
     call for the outputs kept by reference, the hook-time numbers of reduced ones in between."""
-    tensors = [r.tensor for r in kept if type(r.tensor) is not _Reduced]
+    # complex outputs: their real and imaginary parts, as values of their own (a view, no copy)
+    tensors = [torch.view_as_real(r.tensor) if r.tensor.is_complex() else r.tensor
+               for r in kept if type(r.tensor) is not _Reduced]
     batched = stats(tensors)[:, :5].to(torch.float64) if tensors else None
     if batched is not None and len(tensors) == len(kept):
         return batched.reshape(-1)

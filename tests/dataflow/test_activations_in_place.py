@@ -177,3 +177,49 @@ def test_reduced_outputs_keep_no_copy():
     (bn,) = [t for name, _, t, *_ in sampler._raw if name == "bn"]
     assert not isinstance(bn, torch.Tensor) and bn.stats.numel() == 5 and bn.peak is None
     sampler.disarm()
+
+
+class OddOutputs(nn.Module):
+    """A complex output and an empty one, both changed in place later."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.cplx = ToComplex()
+        self.empty = Empty()
+
+    def forward(self, x):
+        z = self.cplx(self.fc(x))
+        z.mul_(2.0)
+        e = self.empty(x)
+        e.add_(1.0)
+        return z.abs().sum() + e.sum()
+
+
+class ToComplex(nn.Module):
+    def forward(self, h):
+        return torch.complex(h, h * 0.5)
+
+
+class Empty(nn.Module):
+    def forward(self, x):
+        return x[:0] * 1.0
+
+
+def test_complex_and_empty_outputs_changed_in_place():
+    model = OddOutputs()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with ModelTracer(model, opt, activations_every=1, nonfinite="off") as tracer:
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(5, 4)).backward()
+            opt.step()
+    df = tracer.to_dataframe("activations")
+    assert sorted(df[df.module == "cplx"].step) == [1, 2]  # copied (not reduced) from the second sample on
+    assert "empty" not in set(df.module)
+    # real and imaginary parts are values of their own: fc's output h gives parts h and h / 2
+    for step in (1, 2):
+        row = df[(df.module == "cplx") & (df.step == step)].iloc[0]
+        h = df[(df.module == "fc") & (df.step == step)].iloc[0]
+        assert row["absmax"] == pytest.approx(h["absmax"], rel=1e-6)
+        assert row["mean"] == pytest.approx(0.75 * h["mean"], rel=1e-5, abs=1e-7)
