@@ -8,11 +8,11 @@ passes under ``no_grad`` and checkpoint recomputation are skipped).
 
 Per module output the hook only keeps a reference (no device work, no sync).  At the
 step end one batched call of the tracer's statistics backend (the same one that does
-the gradients: sum, sumsq, absmax, non-finite, zeros per tensor; a complex output counts its real and
-imaginary parts as values) plus one per-channel
-maximum per rectifier output (maximum and minimum for rectifiers that can go negative),
-compared with zero once for all of them, give mean, std, abs-max, zero fraction,
-non-finite count and dead units; the numbers travel to the host in one copy.
+the gradients: sum, sumsq, absmax, non-finite, zeros per tensor; a complex output counts
+its real and imaginary parts as values) plus one per-channel maximum per rectifier output
+(maximum and minimum for rectifiers that can go negative), compared with zero once for
+all of them, give mean, std, abs-max, zero fraction, non-finite count and dead units; the
+numbers travel to the host in one copy.
 
 Dead unit: a channel of a rectifier's output (ReLU family: the module is one, or its
 output was made by one, e.g. a block ending in ``F.relu``) whose every element was
