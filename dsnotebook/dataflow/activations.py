@@ -308,7 +308,7 @@ class ActivationSampler:
                 continue
             index[i] = len(kept)
             kept.append(r)
-        if changed:  # one note for all of them (ResNet-50: 53 batch norms before ReLU(inplace))
+        if changed:  # one note for all of them (ResNet-50: 49 batch norms)
             names = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
             self.notes.append(f"outputs modified in place later (by an in-place op such as ReLU(inplace=True)): "
                               f"{names}; left out of this sample, summarised when produced from the next one on")
