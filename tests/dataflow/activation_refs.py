@@ -41,3 +41,16 @@ def _reference_outputs(model, x):
     for h in handles:
         h.remove()
     return seen
+
+
+def sampled_run(model, make_input, steps, loss=lambda out: out.sum(), lr=0.0, **tracer_kw):
+    """``steps`` SGD steps of ``model`` on ``make_input()`` under a tracer sampling every step; the tracer."""
+    from dsnotebook import ModelTracer
+
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    with ModelTracer(model, opt, activations_every=1, **tracer_kw) as tracer:
+        for _ in range(steps):
+            opt.zero_grad()
+            loss(model(make_input())).backward()
+            opt.step()
+    return tracer

@@ -8,7 +8,7 @@ from torch.utils.checkpoint import checkpoint
 
 from dsnotebook import ModelTracer, Run
 from dsnotebook.examples import DigitsCNN, DigitsTransformer
-from activation_refs import _batch, _plain, _reference_outputs, _step
+from activation_refs import _batch, _plain, _reference_outputs, _step, sampled_run
 
 
 def rectifier_outputs(model):
@@ -141,12 +141,7 @@ class Checkpointed(nn.Module):
 
 def test_checkpoint_recomputation_is_not_recorded_twice():
     model = Checkpointed()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with ModelTracer(model, opt, activations_every=1, nonfinite="strict") as tracer:
-        for _ in range(2):
-            opt.zero_grad()
-            model(torch.randn(4, 8)).sum().backward()
-            opt.step()
+    tracer = sampled_run(model, lambda: torch.randn(4, 8), 2, lr=0.01, nonfinite="strict")
     df = tracer.to_dataframe("activations")
     assert df.groupby("step").module.apply(list).map(len).tolist() == [6, 6]
     assert (df.call == 0).all()
