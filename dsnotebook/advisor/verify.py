@@ -14,8 +14,8 @@ Protocol (``verify_variant``):
 3. ``pairs`` pairs of timed blocks, the order alternating AB, BA, ...; a block is
    ``steps // pairs`` steps, or more where the warm-up says that would last under
    ``min_block_s`` (a 3 ms CPU step timed one at a time is mostly scheduler noise: blocks
-   grow to about ``min_block_s``, at most ``MAX_BLOCK`` steps).  Per-step time of a block = block wall time / steps, after
-   a device synchronisation on CUDA.  Speed-up = median over pairs of
+   grow to about ``min_block_s``, at most ``MAX_BLOCK`` steps).  Per-step time of a block =
+   block wall time / steps, after a device synchronisation on CUDA.  Speed-up = median over pairs of
    (baseline / variant) x ``work_scale``; spread = its interquartile range.
 4. Each arm is measured in its steady state, alone.  With ``data``, every block opens a
    fresh iterator of the arm's loader (a DataLoader with workers: a fresh copy, so its
