@@ -59,7 +59,8 @@ from dsnotebook.advisor.state import TrainingState
 from dsnotebook.advisor.variants import Variant, VerifyContext, loader_with
 from dsnotebook.advisor.verdict import WAITS_NOTE, VerifyResult, judge, loop_figure
 
-__all__ = ["MAX_BLOCK", "MIN_BLOCK_S", "WAITS_NOTE", "Progress", "VerifyResult", "judge", "loop_figure", "verify_variant"]
+__all__ = ["MAX_BLOCK", "MIN_BLOCK_S", "WAITS_NOTE", "Progress", "VerifyResult", "judge", "loop_figure",
+           "verify_variant"]
 
 Progress = Callable[[int, int, str], None]
 MIN_BLOCK_S = 0.05  # shortest timed block (seconds); see verify_variant

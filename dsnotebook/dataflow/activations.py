@@ -234,7 +234,10 @@ class ActivationSampler:
             if t is None or t.numel() == 0:
                 continue  # _rows skips these too
             nd = t.dim()
-            d = t.unit_dim if type(t) is _Reduced else None if nd < 2 else 1 if nd != 3 else channel_dim(module, t, None)
+            if type(t) is _Reduced:
+                d = t.unit_dim
+            else:
+                d = None if nd < 2 else 1 if nd != 3 else channel_dim(module, t, None)
             return (t.shape, d) if d is not None else None
         return None
 
@@ -330,7 +333,8 @@ class ActivationSampler:
                 else:
                     parts += [m.ne(0).to(device=raw_stats.device, dtype=torch.float64) for m in peaks]
             flat = torch.cat(parts) if len(parts) > 1 else raw_stats
-        meta = [(r.name, r.call, r.type, _values(r.tensor), None if r.dim is None else r.tensor.shape[r.dim]) for r in kept]
+        meta = [(r.name, r.call, r.type, _values(r.tensor), None if r.dim is None else r.tensor.shape[r.dim])
+                for r in kept]
         alias_meta = [(r.name, r.call, r.type, j) for r, j in aliases]
 
         def decode(host: np.ndarray) -> list[dict[str, Any]]:
