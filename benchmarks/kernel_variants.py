@@ -160,29 +160,19 @@ def section_b(total: int, rounds: int) -> None:
 
 
 # ------------------------------------------------------------------------------------ C
-def host_us(fn: Callable[[int], Any], n: int) -> float:
-    """Median host microseconds per call (issue only) over 5 blocks of n calls."""
+def host_us(fn: Callable[[int], Any], n: int, *, e2e: bool = False) -> float:
+    """Median microseconds per call over 5 blocks of n calls: host time of the issue only, or with
+    ``e2e`` host + device (synchronised at the end of each block)."""
     out = []
     for _ in range(5):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         for i in range(n):
             fn(i)
+        if e2e:
+            torch.cuda.synchronize()
         out.append((time.perf_counter() - t0) / n * 1e6)
     torch.cuda.synchronize()
-    return statistics.median(out)
-
-
-def e2e_us(fn: Callable[[int], Any], n: int) -> float:
-    """Median microseconds per call, host + device, synchronised at the end of each block."""
-    out = []
-    for _ in range(5):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for i in range(n):
-            fn(i)
-        torch.cuda.synchronize()
-        out.append((time.perf_counter() - t0) / n * 1e6)
     return statistics.median(out)
 
 
@@ -216,7 +206,7 @@ def section_c(n: int) -> None:
                 f(i)
         say(f"  {label} tensors")
         for k, f in calls.items():
-            say(f"    {k:34} host {host_us(f, n):7.1f}   e2e+copy {e2e_us(with_copy(f), n):7.1f}")
+            say(f"    {k:34} host {host_us(f, n):7.1f}   e2e+copy {host_us(with_copy(f), n, e2e=True):7.1f}")
         cache = be._grad_plans
         plan, dp = cache.get(base)
         args = plan.head + (dp[1], plan.chunk) + plan.grad_bufs + (plan.grad_out.data_ptr(),)

@@ -11,7 +11,6 @@ No timing here: benchmarks/heatmap_browser.py measures the redraw time.
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
 
 import numpy as np
@@ -77,14 +76,12 @@ w = HeatmapWidget(rows=ROWS, stats=STATS)
 display(w)
 '''
 
-# the history first (as deltas: the view then holds every column), then live pushes
-HISTORY_AND_PUSHES = '''
+
+def _pushes(n: int) -> str:
+    """Notebook code: ``n`` live pushes a quarter second apart (columns dropped and appended), then flush."""
+    return f'''
 import time
-feed = Feed()
-w.append(feed.held, values_for(feed.held))
-w.flush()
-time.sleep(1.0)
-for _ in range(12):
+for _ in range({n}):
     gone, new = feed.push()
     w.drop(gone)
     w.append(new, values_for(new))
@@ -93,15 +90,17 @@ w.flush()
 print("held", len(feed.held))
 '''
 
-MORE_PUSHES = '''
-for _ in range(6):
-    gone, new = feed.push()
-    w.drop(gone)
-    w.append(new, values_for(new))
-    time.sleep(0.25)
+
+# the history first (as deltas: the view then holds every column), then live pushes
+HISTORY_AND_PUSHES = '''
+import time
+feed = Feed()
+w.append(feed.held, values_for(feed.held))
 w.flush()
-print("held", len(feed.held))
-'''
+time.sleep(1.0)
+''' + _pushes(12)
+
+MORE_PUSHES = _pushes(6)
 
 ns: dict[str, Any] = {}
 exec(GEN, ns)
